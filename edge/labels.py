@@ -1,0 +1,30 @@
+"""The HAM10000 diagnostic classes: codes in the data set's order, human names, malignancy."""
+from __future__ import annotations
+
+CLASS_NAMES: dict[str, str] = {
+    "akiec": "Actinic keratosis / intraepithelial carcinoma",
+    "bcc": "Basal cell carcinoma",
+    "bkl": "Benign keratosis-like lesion",
+    "df": "Dermatofibroma",
+    "mel": "Melanoma",
+    "nv": "Melanocytic nevus",
+    "vasc": "Vascular lesion",
+}
+CLASSES: tuple[str, ...] = tuple(CLASS_NAMES)
+MALIGNANT: tuple[str, ...] = ("mel", "bcc", "akiec")
+"""Classes whose probability can trigger a ``refer`` decision."""
+
+DISCLAIMER = "Decision aid only - not a diagnosis. See a dermatologist about any lesion that worries you."
+
+
+def read_labels_file(path: str) -> list[tuple[str, str]]:
+    """``labels.txt``: one class per line, ``code`` or ``code<TAB>human name``."""
+    labels = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            code, _, name = line.partition("\t")
+            labels.append((code.strip(), name.strip() or CLASS_NAMES.get(code.strip(), code.strip())))
+    return labels

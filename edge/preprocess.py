@@ -1,0 +1,176 @@
+"""The one image preprocessing path, shared by training, conversion and the edge.
+
+Any source (file path, bytes, file object, PIL image, numpy camera frame) becomes an RGB
+image, is centre-cropped to a square, resized with Pillow, and, for model input, normalized
+and quantized as the bundle's ``input`` spec says.  Training calls :func:`pixels`; the edge
+calls :func:`prepare`, which is :func:`pixels` followed by :func:`to_input`.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+MAX_PIXELS = 50_000_000
+"""Images with more pixels than this are refused before decoding (decompression bombs)."""
+
+Source = Union[str, Path, bytes, BinaryIO, Image.Image, np.ndarray]
+
+
+class ImageError(ValueError):
+    """An input that cannot be turned into a model input (corrupt, empty, too large, ...)."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a model wants its input; stored under ``input`` in the bundle metadata."""
+
+    height: int
+    width: int
+    dtype: str = "uint8"
+    scale: float = 1.0
+    zero_point: int = 0
+    mean: float = 0.0
+    std: float = 1.0
+    color_order: str = "RGB"
+    crop: str = "center_square"
+    resize: str = "bilinear"
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InputSpec":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def _open(source: Source) -> Image.Image:
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"no such file: {path}")
+        if path.stat().st_size == 0:
+            raise ImageError("empty file")
+        fp: BinaryIO = open(path, "rb")
+    elif isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise ImageError("empty upload")
+        fp = io.BytesIO(source)
+    else:
+        fp = source
+    try:
+        return Image.open(fp)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"image too large: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"not a readable image: {exc}") from None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB; transparency is composited on white."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = arr.max() or 1.0
+        im = Image.fromarray((arr * (255.0 / top)).astype(np.uint8), "L")
+    if im.mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    if im.mode in ("LA", "RGBA", "PA", "La", "RGBa"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def load_image(source: Source, min_side: int | None = None, color_order: str = "RGB") -> Image.Image:
+    """Decode ``source`` to an upright RGB Pillow image.
+
+    ``min_side`` lets JPEG decoding use draft mode (DCT scaling) as long as the short side
+    stays at least that large.  ``color_order`` applies to numpy frames only ("RGB" or "BGR").
+    """
+    if isinstance(source, np.ndarray):
+        return frame_to_image(source, color_order)
+    im = source if isinstance(source, Image.Image) else _open(source)
+    w, h = im.size
+    if w * h > MAX_PIXELS:
+        raise ImageError(f"image too large: {w}x{h} pixels (limit {MAX_PIXELS:,})")
+    if w == 0 or h == 0:
+        raise ImageError("image has no pixels")
+    try:
+        if min_side and im.format == "JPEG":
+            im.draft("RGB", (min_side, min_side))
+        im = ImageOps.exif_transpose(im)
+        im.load()
+        return to_rgb(im)
+    except ImageError:
+        raise
+    except Exception as exc:  # Pillow raises many types for broken files
+        raise ImageError(f"corrupt or truncated image: {exc}") from None
+
+
+def frame_to_image(frame: np.ndarray, color_order: str = "RGB") -> Image.Image:
+    """A camera frame (HxW, HxWx3 or HxWx4 uint8) in RGB or BGR order as an RGB image."""
+    if frame.dtype != np.uint8:
+        raise ImageError(f"frame must be uint8, got {frame.dtype}")
+    if frame.ndim == 2:
+        return Image.fromarray(frame, "L").convert("RGB")
+    if frame.ndim != 3 or frame.shape[2] not in (3, 4):
+        raise ImageError(f"frame must be HxW, HxWx3 or HxWx4, got shape {frame.shape}")
+    rgb = frame[..., :3]
+    if color_order.upper() == "BGR":
+        rgb = rgb[..., ::-1]
+    elif color_order.upper() != "RGB":
+        raise ImageError(f"unknown colour order {color_order!r}")
+    return Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+
+
+def center_square(im: Image.Image) -> Image.Image:
+    """The largest centred square of ``im``."""
+    w, h = im.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    return im.crop((left, top, left + side, top + side))
+
+
+CROPS = ("center_square", "none")
+
+
+def pixels(source: Source, size: tuple[int, int], color_order: str = "RGB",
+           crop: str = "center_square") -> np.ndarray:
+    """Decode, crop (``center_square`` or ``none``) and resize: an ``(H, W, 3)`` uint8 RGB array.
+
+    ``size`` is (H, W).
+    """
+    if crop not in CROPS:
+        raise ValueError(f"unknown crop policy {crop!r}; expected one of {CROPS}")
+    height, width = size
+    im = load_image(source, min_side=max(height, width), color_order=color_order)
+    if crop == "center_square":
+        im = center_square(im)
+    im = im.resize((width, height), Image.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def to_input(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Normalize and quantize an ``(..., H, W, 3)`` uint8 array into the model's input dtype."""
+    x = rgb.astype(np.float32)
+    if spec.mean != 0.0 or spec.std != 1.0:
+        x = (x - spec.mean) / spec.std
+    if spec.dtype in ("uint8", "int8"):
+        info = np.iinfo(spec.dtype)
+        x = np.round(x / spec.scale + spec.zero_point)
+        return np.clip(x, info.min, info.max).astype(spec.dtype)
+    return x.astype(spec.dtype)
+
+
+def prepare(source: Source, spec: InputSpec, color_order: str = "RGB") -> np.ndarray:
+    """Any source to a ``(1, H, W, 3)`` model input, as ``spec`` says."""
+    return to_input(pixels(source, (spec.height, spec.width), color_order, spec.crop), spec)[None]

@@ -1,0 +1,51 @@
+"""Shared fixtures: the repo's sample images and the shipped model bundle (no ../shared needed)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def lesion_images() -> list[Path]:
+    return sorted((SAMPLES / "lesions").glob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def fullres_images() -> list[Path]:
+    return sorted((SAMPLES / "fullres").glob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def parrot() -> Path:
+    return SAMPLES / "non-lesion" / "parrot.jpg"
+
+
+@pytest.fixture(scope="session")
+def bundle_dir() -> Path:
+    """The shipped default bundle (every edge command's default)."""
+    from edge.bundle import default_bundle_path
+
+    return default_bundle_path()
+
+
+def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 300,
+            check: bool = False) -> subprocess.CompletedProcess:
+    """The real ``lesionlite`` CLI in a subprocess."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "edge.cli", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"lesionlite {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc

@@ -1,0 +1,113 @@
+"""The one preprocessing function on real files: modes, EXIF, crop, frames, bytes, bad input."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge import preprocess
+from edge.preprocess import ImageError, InputSpec, pixels, prepare
+
+
+def _jpeg(im: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=95, **kw)
+    return buf.getvalue()
+
+
+def test_center_square_crop_and_size(fullres_images):
+    src = Image.open(fullres_images[0])
+    assert src.size == (600, 450)
+    out = pixels(fullres_images[0], (160, 160))
+    assert out.shape == (160, 160, 3) and out.dtype == np.uint8
+    # the crop is the centre 450x450: same as cropping by hand, then resizing
+    manual = np.asarray(src.convert("RGB").crop((75, 0, 525, 450)).resize((160, 160), Image.BILINEAR))
+    assert np.abs(out.astype(int) - manual.astype(int)).mean() < 3.0  # draft-mode DCT scaling only
+
+
+def test_no_crop_keeps_whole_image(tmp_path):
+    im = Image.new("RGB", (400, 100), (0, 0, 0))
+    im.paste((255, 255, 255), (0, 0, 100, 100))  # white left quarter: cut away by a centre crop
+    path = tmp_path / "wide.png"
+    im.save(path)
+    assert pixels(path, (50, 200), crop="none")[:, :40].mean() > 250
+    assert pixels(path, (50, 50), crop="center_square").mean() < 5
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "I", "F", "1"])
+def test_every_pillow_mode_becomes_rgb(mode, lesion_images, tmp_path):
+    rgb = Image.open(lesion_images[0]).convert("RGB")
+    if mode == "I;16":
+        im = Image.fromarray((np.asarray(rgb.convert("L"), np.uint16) * 257))
+        assert im.mode.startswith("I;16")
+    else:
+        im = rgb.convert(mode)
+    path = tmp_path / f"img.{'tiff' if mode in ('I;16', 'I', 'F', 'CMYK') else 'png'}"
+    im.save(path)
+    out = pixels(path, (64, 64))
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    assert 10 < out.mean() < 245  # real content, not a blank
+
+
+def test_transparency_is_composited_on_white(tmp_path):
+    im = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    im.save(tmp_path / "clear.png")
+    assert pixels(tmp_path / "clear.png", (8, 8)).min() == 255
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    im = Image.new("RGB", (200, 100), (0, 0, 255))
+    im.paste((255, 0, 0), (0, 0, 100, 100))  # left half red
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: viewers turn it 90 degrees clockwise
+    path = tmp_path / "rotated.jpg"
+    path.write_bytes(_jpeg(im, exif=exif.tobytes()))
+    upright = np.asarray(preprocess.load_image(path))
+    assert upright.shape[:2] == (200, 100)  # portrait after rotation
+    assert upright[10, 50, 0] > 200 and upright[190, 50, 2] > 200  # red on top, blue below
+
+
+def test_frames_in_rgb_and_bgr_and_bytes_agree(lesion_images):
+    data = lesion_images[0].read_bytes()
+    rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    from_file = pixels(lesion_images[0], (96, 96))
+    assert np.array_equal(pixels(data, (96, 96)), from_file)
+    assert np.array_equal(pixels(rgb, (96, 96)), pixels(np.ascontiguousarray(rgb[..., ::-1]), (96, 96), "BGR"))
+    bgrx = np.concatenate([rgb[..., ::-1], np.zeros_like(rgb[..., :1])], axis=2)  # picamera2 XBGR8888
+    assert np.array_equal(pixels(bgrx, (96, 96), "BGR"), pixels(rgb, (96, 96)))
+
+
+def test_quantized_input_matches_spec():
+    rgb = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    assert np.array_equal(preprocess.to_input(rgb, InputSpec(4, 4, "uint8", 1.0, 0)), rgb)
+    x = preprocess.to_input(rgb, InputSpec(4, 4, "int8", 1.0, -128))
+    assert x.dtype == np.int8 and int(x.min()) == -128
+    f = preprocess.to_input(rgb, InputSpec(4, 4, "float32", mean=127.5, std=127.5))
+    assert f.dtype == np.float32 and f.min() == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "empty"),
+    (b"this is a text file, not an image\n", "not a readable image"),
+])
+def test_bad_bytes_are_refused_with_a_reason(content, reason, tmp_path):
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(content)
+    with pytest.raises(ImageError, match=reason):
+        pixels(path, (32, 32))
+
+
+def test_truncated_jpeg_is_refused(lesion_images, tmp_path):
+    data = lesion_images[0].read_bytes()
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(ImageError, match="corrupt or truncated"):
+        pixels(path, (32, 32))
+
+
+def test_oversized_image_is_refused_before_decoding(monkeypatch, fullres_images):
+    monkeypatch.setattr(preprocess, "MAX_PIXELS", 100_000)
+    with pytest.raises(ImageError, match="too large"):
+        prepare(fullres_images[0], InputSpec(32, 32))
