@@ -1,0 +1,151 @@
+"""Classification metrics in numpy only (runs on the Pi; training reuses it)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
+    """Rows are true classes, columns predicted classes."""
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return cm
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> float:
+    """Mean recall over the classes present in ``y_true``."""
+    cm = confusion_matrix(y_true, y_pred, k)
+    support = cm.sum(axis=1)
+    present = support > 0
+    return float(np.mean(np.diag(cm)[present] / support[present]))
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann-Whitney U with tie correction); None if one class is absent."""
+    positive = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = np.asarray(scores)[order]
+    ranks = np.empty(len(scores), dtype=np.float64)
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = first + (counts - 1) / 2.0 + 1.0
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def sensitivity_at_specificity(scores: np.ndarray, positive: np.ndarray,
+                               specificity: float) -> tuple[float, float] | None:
+    """Best sensitivity whose specificity is at least ``specificity``, and its threshold."""
+    positive = np.asarray(positive, dtype=bool)
+    neg = np.sort(np.asarray(scores)[~positive])
+    pos = np.asarray(scores)[positive]
+    if len(neg) == 0 or len(pos) == 0:
+        return None
+    # threshold t: predict positive when score > t; specificity = fraction of negatives <= t
+    k = int(np.ceil(specificity * len(neg))) - 1
+    t = neg[max(k, 0)]
+    return float(np.mean(pos > t)), float(t)
+
+
+def threshold_for_sensitivity(scores: np.ndarray, positive: np.ndarray, sensitivity: float) -> float:
+    """The highest threshold ``t`` such that ``score >= t`` catches ``sensitivity`` of positives."""
+    pos = np.sort(np.asarray(scores)[np.asarray(positive, dtype=bool)])[::-1]
+    if len(pos) == 0:
+        return 0.5
+    k = int(np.ceil(sensitivity * len(pos))) - 1
+    return float(pos[min(max(k, 0), len(pos) - 1)])
+
+
+def reliability(probs: np.ndarray, y_true: np.ndarray, bins: int = 10) -> dict:
+    """Per-bin confidence, accuracy and count of the top-class probability, and the ECE."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    count = np.bincount(idx, minlength=bins)
+    conf_sum = np.bincount(idx, weights=conf, minlength=bins)
+    acc_sum = np.bincount(idx, weights=correct.astype(float), minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.where(count > 0, conf_sum / count, np.nan)
+        mean_acc = np.where(count > 0, acc_sum / count, np.nan)
+    ece = float(np.nansum(np.abs(mean_acc - mean_conf) * count) / max(len(conf), 1))
+    return {"edges": edges.tolist(), "confidence": mean_conf.tolist(), "accuracy": mean_acc.tolist(),
+            "count": count.tolist(), "ece": ece}
+
+
+def evaluate(y_true: np.ndarray, probs: np.ndarray, classes: list[str] | tuple[str, ...]) -> dict:
+    """Every figure the project reports, from true labels and class probabilities."""
+    y_true = np.asarray(y_true)
+    probs = np.asarray(probs, dtype=np.float64)
+    k = len(classes)
+    y_pred = probs.argmax(axis=1)
+    cm = confusion_matrix(y_true, y_pred, k)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    tp = np.diag(cm).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, tp / support, np.nan)
+        precision = np.where(predicted > 0, tp / predicted, np.nan)
+        f1 = np.where(recall + precision > 0, 2 * recall * precision / (recall + precision), 0.0)
+    present = support > 0
+    per_class = {
+        c: {"support": int(support[i]), "recall": _num(recall[i]), "precision": _num(precision[i]),
+            "f1": _num(f1[i]), "auc": roc_auc(probs[:, i], y_true == i)}
+        for i, c in enumerate(classes)
+    }
+    out = {
+        "n": int(len(y_true)),
+        "accuracy": float(np.mean(y_pred == y_true)) if len(y_true) else None,
+        "balanced_accuracy": float(np.mean(recall[present])) if present.any() else None,
+        "macro_f1": float(np.mean(np.nan_to_num(f1[present]))) if present.any() else None,
+        "per_class": per_class,
+        "confusion_matrix": cm.tolist(),
+        "classes": list(classes),
+        "ece": reliability(probs, y_true)["ece"],
+    }
+    aucs = [v["auc"] for v in per_class.values() if v["auc"] is not None]
+    out["macro_auc"] = float(np.mean(aucs)) if aucs else None
+    if "mel" in classes:
+        m = list(classes).index("mel")
+        for spec in (0.8, 0.9):
+            r = sensitivity_at_specificity(probs[:, m], y_true == m, spec)
+            out[f"mel_sensitivity_at_{int(spec * 100)}_specificity"] = r[0] if r else None
+    return out
+
+
+def _num(v: float) -> float | None:
+    return None if np.isnan(v) else float(v)
+
+
+def format_table(metrics: dict) -> str:
+    """A readable plain-text summary of :func:`evaluate`'s output."""
+    def f(v):
+        return "  -  " if v is None else f"{v:.3f}"
+
+    lines = [
+        f"images {metrics['n']}   accuracy {f(metrics['accuracy'])}   "
+        f"balanced accuracy {f(metrics['balanced_accuracy'])}   macro F1 {f(metrics['macro_f1'])}   "
+        f"macro AUC {f(metrics['macro_auc'])}   ECE {f(metrics['ece'])}",
+    ]
+    if "mel_sensitivity_at_80_specificity" in metrics:
+        lines.append(f"melanoma sensitivity at 80% specificity {f(metrics['mel_sensitivity_at_80_specificity'])}"
+                     f", at 90% {f(metrics['mel_sensitivity_at_90_specificity'])}")
+    lines.append(f"{'class':<7}{'n':>6}{'recall':>9}{'precision':>11}{'F1':>8}{'AUC':>8}")
+    for c, v in metrics["per_class"].items():
+        lines.append(f"{c:<7}{v['support']:>6}{f(v['recall']):>9}{f(v['precision']):>11}"
+                     f"{f(v['f1']):>8}{f(v['auc']):>8}")
+    classes = metrics["classes"]
+    lines.append("confusion matrix (rows true, columns predicted)")
+    lines.append("       " + "".join(f"{c:>7}" for c in classes))
+    for c, row in zip(classes, metrics["confusion_matrix"]):
+        lines.append(f"{c:<7}" + "".join(f"{v:>7}" for v in row))
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""lesionlite training (workstation side): data index, lesion-grouped splits, models, training, reports."""

@@ -1,0 +1,74 @@
+"""Arguments and entry point of ``lesionlite train`` (needs TensorFlow)."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from training.archs import ARCHS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="folder holding HAM10000 images (searched recursively)")
+    p.add_argument("--metadata", help="HAM10000_metadata.csv (default: the one in --data)")
+    p.add_argument("--arch", choices=ARCHS, default="mobilenetv2")
+    p.add_argument("--input-size", type=int, nargs="+", metavar="PX",
+                   help="square side, or HEIGHT WIDTH (default: the architecture's)")
+    p.add_argument("--alpha", type=float, default=0.5, choices=(0.35, 0.5), help="MobileNetV2 width")
+    p.add_argument("--weights", help="ImageNet weights file for the backbone (no download happens)")
+    p.add_argument("--split", help="reuse this split.csv instead of making a new one")
+    p.add_argument("--epochs", type=int, default=8, help="epochs with the backbone frozen (or all, seed-cnn)")
+    p.add_argument("--fine-tune-epochs", type=int, default=20)
+    p.add_argument("--fine-tune-fraction", type=float, default=0.4, help="top share of backbone layers to unfreeze")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--fine-tune-lr", type=float, default=1e-4)
+    p.add_argument("--imbalance", choices=("class-weight", "none"), default="class-weight")
+    p.add_argument("--class-weight-power", type=float, default=1.0,
+                   help="1 weighs every class equally, 0.5 softens the weights")
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--patience", type=int, default=6, help="early stopping patience (epochs)")
+    p.add_argument("--refer-sensitivity", type=float, default=0.85,
+                   help="validation sensitivity the referral thresholds are set for")
+    p.add_argument("--confidence-floor", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", required=True, help="run directory")
+
+
+DEFAULT_OUT = "weights/efficientnet_lite0_imagenet.npz"
+DEFAULT_IMAGE = "samples/non-lesion/parrot.jpg"
+
+
+def add_port_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``lesionlite weights port-efficientnet-lite0``."""
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output .npz (default: {DEFAULT_OUT})")
+    p.add_argument("--image", action="append", dest="images",
+                   help=f"photo to classify with both models (repeatable; default: {DEFAULT_IMAGE} "
+                   "if present)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from training.data import DataError
+    from training.train import TrainConfig, run
+
+    size = None
+    if args.input_size:
+        if len(args.input_size) > 2:
+            raise SystemExit("--input-size takes one or two numbers")
+        size = (args.input_size[0], args.input_size[-1])
+    if args.arch != "seed-cnn" and not args.weights:
+        print("warning: no --weights: the backbone starts from random weights (expect far lower accuracy)")
+    cfg = TrainConfig(
+        data=args.data, out=args.out, arch=args.arch, input_size=size, alpha=args.alpha,
+        weights=args.weights, metadata=args.metadata, split=args.split, epochs=args.epochs,
+        fine_tune_epochs=args.fine_tune_epochs, fine_tune_fraction=args.fine_tune_fraction,
+        batch=args.batch, lr=args.lr, fine_tune_lr=args.fine_tune_lr, imbalance=args.imbalance,
+        class_weight_power=args.class_weight_power, label_smoothing=args.label_smoothing,
+        patience=args.patience, seed=args.seed, refer_sensitivity=args.refer_sensitivity,
+        confidence_floor=args.confidence_floor,
+        command="lesionlite " + shlex.join(sys.argv[1:]))
+    try:
+        run(cfg)
+    except DataError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return 0

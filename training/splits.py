@@ -1,0 +1,73 @@
+"""Train / validation / test splits grouped by lesion and stratified by diagnosis."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+from edge.io import atomic_write_text
+from training.data import DataError, Record
+
+SPLITS = ("train", "val", "test")
+
+
+def make_split(records: list[Record], val: float = 0.15, test: float = 0.15,
+               seed: int = 42) -> dict[str, str]:
+    """Assign every image to a split; all images of a lesion land in the same split."""
+    ids = np.array([r.image_id for r in records])
+    y = np.array([r.dx for r in records])
+    groups = np.array([r.lesion_id for r in records])
+    assignment = {}
+    rest = np.arange(len(records))
+    for name, fraction in (("test", test), ("val", val / (1.0 - test))):
+        n_splits = max(2, round(1.0 / fraction))
+        folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        keep, held = next(folds.split(rest, y[rest], groups[rest]))
+        for i in rest[held]:
+            assignment[ids[i]] = name
+        rest = rest[keep]
+    for i in rest:
+        assignment[ids[i]] = "train"
+    return assignment
+
+
+def write_split(path: Path, records: list[Record], assignment: dict[str, str]) -> str:
+    """Write ``image_id,lesion_id,dx,split`` atomically; return the file's sha256."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image_id", "lesion_id", "dx", "split"])
+    for r in sorted(records, key=lambda r: r.image_id):
+        w.writerow([r.image_id, r.lesion_id, r.dx, assignment[r.image_id]])
+    atomic_write_text(path, buf.getvalue())
+    return file_sha256(path)
+
+
+def read_split(path: Path) -> dict[str, str]:
+    """``image_id -> split`` from a split file; refuses one where a lesion crosses splits."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    lesion_split: dict[str, str] = {}
+    for row in rows:
+        if row["split"] not in SPLITS:
+            raise DataError(f"{path}: unknown split {row['split']!r}")
+        seen = lesion_split.setdefault(row["lesion_id"], row["split"])
+        if seen != row["split"]:
+            raise DataError(f"{path}: lesion {row['lesion_id']} is in both {seen} and {row['split']}")
+    return {row["image_id"]: row["split"] for row in rows}
+
+
+def apply_split(records: list[Record], assignment: dict[str, str]) -> dict[str, list[Record]]:
+    """Records grouped by split; images absent from the split file are left out."""
+    out: dict[str, list[Record]] = {s: [] for s in SPLITS}
+    for r in records:
+        if r.image_id in assignment:
+            out[assignment[r.image_id]].append(r)
+    return out
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

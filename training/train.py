@@ -1,0 +1,158 @@
+"""``lesionlite train``: two-phase transfer learning with lesion-grouped splits, then
+calibration and the test-split report, all in one run directory."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from edge.io import atomic_write_text
+from edge.labels import CLASSES
+from edge.metrics import balanced_accuracy, softmax
+from training import models, pipeline
+from training.archs import DEFAULT_SIZE
+from training.calibrate import decision_thresholds, fit_temperature
+from training.data import index_dataset
+from training.report import write_report
+from training.splits import apply_split, file_sha256, make_split, read_split, write_split
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    arch: str = "mobilenetv2"
+    input_size: tuple[int, int] | None = None
+    alpha: float = 0.5
+    weights: str | None = None
+    metadata: str | None = None
+    split: str | None = None
+    epochs: int = 8
+    fine_tune_epochs: int = 20
+    fine_tune_fraction: float = 0.4
+    batch: int = 32
+    lr: float = 1e-3
+    fine_tune_lr: float = 1e-4
+    imbalance: str = "class-weight"
+    class_weight_power: float = 1.0
+    label_smoothing: float = 0.1
+    patience: int = 6
+    seed: int = 42
+    refer_sensitivity: float = 0.85
+    confidence_floor: float = 0.5
+    workers: int = 4
+    command: str = ""
+
+
+class BestBalancedAccuracy(keras.callbacks.Callback):
+    """Scores validation balanced accuracy each epoch and keeps the best model on disk."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, path: Path):
+        super().__init__()
+        self.x, self.y, self.path = x, y, path
+        self.best = -1.0
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        pred = self.model.predict(self.x, batch_size=64, verbose=0).argmax(axis=1)
+        ba = balanced_accuracy(self.y, pred, len(CLASSES))
+        if logs is not None:
+            logs["val_balanced_accuracy"] = ba
+        if ba > self.best:
+            self.best = ba
+            tmp = self.path.with_name(".tmp-" + self.path.name)
+            self.model.save(tmp)
+            os.replace(tmp, self.path)
+            print(f"\nepoch {epoch + 1}: val balanced accuracy {ba:.4f} (best, saved {self.path.name})")
+        else:
+            print(f"\nepoch {epoch + 1}: val balanced accuracy {ba:.4f} (best {self.best:.4f})")
+
+
+def run(cfg: TrainConfig) -> Path:
+    """Train, keep the best checkpoint, calibrate on validation and report on test."""
+    keras.utils.set_random_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    size = tuple(cfg.input_size or DEFAULT_SIZE[cfg.arch])
+    started = time.time()
+
+    index = index_dataset(cfg.data, cfg.metadata)
+    print(index.summary())
+    assignment = read_split(Path(cfg.split)) if cfg.split else make_split(index.records, seed=cfg.seed)
+    split_sha = write_split(out / "split.csv", index.records, assignment)
+    parts = apply_split(index.records, assignment)
+    print("split: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()))
+
+    built = models.build(cfg.arch, size, len(CLASSES), cfg.weights, cfg.alpha)
+    config = {**asdict(cfg), "input_size": list(size), "crop": built.crop, "classes": list(CLASSES),
+              "data": str(Path(cfg.data).resolve()),
+              "metadata": str(index.metadata.resolve()), "split_sha256": split_sha,
+              "counts": {k: len(v) for k, v in parts.items()}}
+    atomic_write_text(out / "config.json", json.dumps(config, indent=2))
+
+    arrays = {k: pipeline.load_arrays(v, size, built.crop, cfg.workers, desc=k) for k, v in parts.items()}
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = arrays["train"], arrays["val"], arrays["test"]
+    weights = (pipeline.balanced_sample_weights(y_tr, len(CLASSES), cfg.class_weight_power)
+               if cfg.imbalance == "class-weight" else None)
+    train_ds = pipeline.dataset(x_tr, y_tr, cfg.batch, len(CLASSES), True, cfg.label_smoothing,
+                                weights, cfg.seed)
+
+    best_path = out / "model.keras"
+    best = BestBalancedAccuracy(x_va, y_va, best_path)
+    callbacks = [best,
+                 keras.callbacks.EarlyStopping("val_balanced_accuracy", mode="max", patience=cfg.patience),
+                 keras.callbacks.CSVLogger(str(out / "history.csv"), append=True)]
+    model = built.model
+    steps = pipeline.steps(len(x_tr), cfg.batch)
+    phases = [("head" if built.backbone else "all", cfg.epochs, cfg.lr, None)]
+    if built.backbone is not None and cfg.fine_tune_epochs > 0:
+        phases.append(("fine-tune", cfg.fine_tune_epochs, cfg.fine_tune_lr, cfg.fine_tune_fraction))
+    (out / "history.csv").unlink(missing_ok=True)
+    epoch = 0
+    try:
+        for name, epochs, lr, fraction in phases:
+            if built.backbone is not None:
+                if fraction is None:
+                    built.backbone.trainable = False
+                else:
+                    n = models.unfreeze_top(built.backbone, fraction)
+                    print(f"fine-tuning the top {n} backbone layers at lr {lr}")
+            schedule = keras.optimizers.schedules.CosineDecay(lr, epochs * steps, alpha=0.05)
+            model.compile(keras.optimizers.Adam(schedule),
+                          keras.losses.CategoricalCrossentropy(from_logits=True),
+                          weighted_metrics=["accuracy"])
+            print(f"phase {name}: {epochs} epochs, lr {lr}")
+            hist = model.fit(train_ds, epochs=epoch + epochs, initial_epoch=epoch, callbacks=callbacks,
+                             verbose=1 if sys.stdout.isatty() else 2)
+            epoch += len(hist.epoch)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: keeping the best checkpoint so far ({best_path})")
+    if not best_path.exists():
+        raise SystemExit("no checkpoint was saved: training stopped before the first epoch ended")
+    train_seconds = time.time() - started
+    return finish(out, cfg, keras.models.load_model(best_path), (x_va, y_va), (x_te, y_te), train_seconds)
+
+
+def finish(out: Path, cfg: TrainConfig, model: keras.Model, val: tuple, test: tuple,
+           train_seconds: float) -> Path:
+    """Calibrate on validation, write ``calibration.json`` and the test report."""
+    val_logits = model.predict(val[0], batch_size=64, verbose=0)
+    temperature = fit_temperature(val_logits, val[1])
+    thresholds = decision_thresholds(softmax(val_logits, temperature), val[1], list(CLASSES),
+                                     cfg.refer_sensitivity, cfg.confidence_floor)
+    calibration = {"temperature": temperature, "thresholds": thresholds}
+    atomic_write_text(out / "calibration.json", json.dumps(calibration, indent=2))
+    test_logits = model.predict(test[0], batch_size=64, verbose=0)
+    extra = {"run": str(out), "arch": cfg.arch, "split": "test (lesion-disjoint, split.csv)",
+             "train_wall_time_s": round(train_seconds, 1), "temperature": round(temperature, 4),
+             "float_model": "Keras"}
+    metrics = write_report(out / "report", test[1], softmax(test_logits), softmax(test_logits, temperature),
+                           list(CLASSES), f"{cfg.arch} on the test split", extra)
+    print(f"test balanced accuracy {metrics['balanced_accuracy']:.4f}, accuracy {metrics['accuracy']:.4f}, "
+          f"temperature {temperature:.3f}; report in {out / 'report'}")
+    return out
