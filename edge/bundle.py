@@ -1,0 +1,191 @@
+"""Model bundles: ``model.tflite`` + ``labels.txt`` + ``metadata.json`` (the contract between
+training and the edge). Loading validates everything before the model is used."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.embedded import read_embedded
+from edge.labels import CLASS_NAMES, read_labels_file
+from edge.preprocess import InputSpec
+
+SCHEMA = "lesionlite.bundle/1"
+METADATA_FILE = "metadata.json"
+MODEL_FILE = "model.tflite"
+LABELS_FILE = "labels.txt"
+DEFAULT_BUNDLE = "ham10000-mobilenetv2"
+MODELS_ENV = "LESIONLITE_MODEL"
+SELF_REFERENTIAL = ("sha256", "size_bytes")
+"""Metadata fields that describe the final file, so they cannot be embedded in it."""
+
+
+class BundleError(ValueError):
+    """A bundle that must not be used; the message is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What the model's output tensor holds. ``kind`` is ``logits``, ``probabilities`` or
+    ``auto`` (bare models: probabilities if they already sum to one, else logits)."""
+
+    kind: str = "logits"
+    dtype: str = "float32"
+    scale: float = 0.0
+    zero_point: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "OutputSpec":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass
+class Bundle:
+    model_path: Path
+    labels: list[tuple[str, str]]
+    input: InputSpec | None  # None for a bare model: taken from the interpreter
+    output: OutputSpec
+    temperature: float = 1.0
+    thresholds: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+    sha256: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("name", self.model_path.stem)
+
+    @property
+    def bare(self) -> bool:
+        return not self.meta
+
+    @property
+    def codes(self) -> list[str]:
+        return [c for c, _ in self.labels]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def models_dir() -> Path:
+    """``models/`` beside the packages (a checkout or editable install) or inside the install."""
+    import models
+
+    return Path(models.__file__).resolve().parent
+
+
+def default_bundle_path() -> Path:
+    return Path(os.environ.get(MODELS_ENV) or models_dir() / DEFAULT_BUNDLE)
+
+
+def from_metadata(meta: dict, model_path: Path, sha256: str = "") -> Bundle:
+    """A :class:`Bundle` from a metadata dict; raises :class:`BundleError` if fields are missing."""
+    if meta.get("schema") != SCHEMA:
+        raise BundleError(f"unsupported metadata schema {meta.get('schema')!r} (expected {SCHEMA})")
+    try:
+        labels = [(lab["code"], lab.get("name") or CLASS_NAMES.get(lab["code"], lab["code"]))
+                  for lab in meta["labels"]]
+        return Bundle(model_path, labels, InputSpec.from_dict(meta["input"]), OutputSpec.from_dict(meta["output"]),
+                      float(meta["calibration"]["temperature"]), meta.get("thresholds", {}), meta, sha256)
+    except (KeyError, TypeError) as exc:
+        raise BundleError(f"metadata is missing a field: {exc}") from None
+
+
+def load_bundle(path: str | Path | None = None, labels_file: str | None = None) -> Bundle:
+    """Load and validate a bundle directory, a ``.tflite`` inside one, or a bare ``.tflite``."""
+    path = Path(path) if path else default_bundle_path()
+    if path.is_dir():
+        meta_path, model_path = path / METADATA_FILE, path / MODEL_FILE
+        if not meta_path.is_file():
+            raise BundleError(f"{path} is not a model bundle: no {METADATA_FILE}")
+    elif path.is_file():
+        model_path, meta_path = path, path.parent / METADATA_FILE
+        if not meta_path.is_file():
+            return _bare_or_embedded(path, labels_file)
+    else:
+        hint = "" if path.suffix else f" (bundles live in {models_dir()})"
+        raise BundleError(f"model not found: {path}{hint}")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BundleError(f"unreadable {meta_path}: {exc}") from None
+    if meta.get("model_file", MODEL_FILE) != model_path.name:
+        return _bare_or_embedded(model_path, labels_file)
+    if not model_path.is_file():
+        raise BundleError(f"bundle {path} has no {model_path.name}")
+    digest = sha256_file(model_path)
+    if digest != meta.get("sha256"):
+        raise BundleError(f"{model_path} does not match its metadata (sha256 {digest[:12]}... "
+                          f"!= {str(meta.get('sha256'))[:12]}...): refusing a modified or mismatched model")
+    bundle = from_metadata(meta, model_path, digest)
+    embedded = read_embedded(model_path)
+    if embedded is not None and embedded != {k: v for k, v in meta.items() if k not in SELF_REFERENTIAL}:
+        print(f"warning: the metadata embedded in {model_path.name} differs from {METADATA_FILE}; "
+              f"using {METADATA_FILE}", file=sys.stderr)
+    if labels_file:
+        _check_labels(bundle, read_labels_file(labels_file), labels_file)
+    return bundle
+
+
+def _check_labels(bundle: Bundle, labels: list[tuple[str, str]], source: str) -> None:
+    if [c for c, _ in labels] != bundle.codes:
+        raise BundleError(f"{source} does not match the bundle's labels {bundle.codes}")
+
+
+def _bare_or_embedded(model_path: Path, labels_file: str | None) -> Bundle:
+    embedded = read_embedded(model_path)
+    if embedded is not None:
+        bundle = from_metadata(embedded, model_path, sha256_file(model_path))
+        print(f"note: no {METADATA_FILE} beside {model_path.name}; using the metadata embedded in it",
+              file=sys.stderr)
+        return bundle
+    labels = read_labels_file(labels_file) if labels_file else []
+    return Bundle(model_path, labels, None, OutputSpec(kind="auto"))
+
+
+def check_interpreter(bundle: Bundle, input_detail: dict[str, Any], output_detail: dict[str, Any]) -> Bundle:
+    """Refuse a bundle whose metadata disagrees with the model; fill in a bare bundle's specs."""
+    in_shape = [int(v) for v in input_detail["shape"]]
+    out_shape = [int(v) for v in output_detail["shape"]]
+    in_dtype = input_detail["dtype"].__name__
+    out_dtype = output_detail["dtype"].__name__
+    in_q = input_detail.get("quantization", (0.0, 0))
+    out_q = output_detail.get("quantization", (0.0, 0))
+    if len(in_shape) != 4 or in_shape[3] != 3:
+        raise BundleError(f"model input must be NHWC RGB, got shape {in_shape}")
+    n_out = out_shape[-1]
+    if bundle.bare:
+        if bundle.labels and len(bundle.labels) != n_out:
+            raise BundleError(f"labels file has {len(bundle.labels)} labels but the model outputs {n_out}")
+        if not bundle.labels:
+            bundle.labels = [(str(i), f"class {i}") for i in range(n_out)]
+        bundle.input = InputSpec(in_shape[1], in_shape[2], in_dtype, float(in_q[0]) or 1.0, int(in_q[1]))
+        bundle.output = OutputSpec("auto", out_dtype, float(out_q[0]), int(out_q[1]))
+        return bundle
+    spec, out = bundle.input, bundle.output
+    problems = []
+    if [spec.height, spec.width] != in_shape[1:3]:
+        problems.append(f"input size {spec.height}x{spec.width} != model {in_shape[1]}x{in_shape[2]}")
+    if spec.dtype != in_dtype:
+        problems.append(f"input dtype {spec.dtype} != model {in_dtype}")
+    if out.dtype != out_dtype:
+        problems.append(f"output dtype {out.dtype} != model {out_dtype}")
+    if len(bundle.labels) != n_out:
+        problems.append(f"{len(bundle.labels)} labels != model output size {n_out}")
+    if in_dtype in ("uint8", "int8") and (abs(spec.scale - in_q[0]) > 1e-6 * max(1.0, spec.scale)
+                                         or spec.zero_point != in_q[1]):
+        problems.append(f"input quantization {spec.scale},{spec.zero_point} != model {in_q[0]},{in_q[1]}")
+    if out_dtype in ("uint8", "int8") and (abs(out.scale - out_q[0]) > 1e-6 * max(1.0, out.scale)
+                                          or out.zero_point != out_q[1]):
+        problems.append(f"output quantization {out.scale},{out.zero_point} != model {out_q[0]},{out_q[1]}")
+    if problems:
+        raise BundleError(f"{bundle.model_path}: metadata does not match the model: " + "; ".join(problems))
+    return bundle

@@ -1,0 +1,79 @@
+"""From raw model output to a calibrated answer and a decision (refer / uncertain / monitor)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.bundle import OutputSpec
+from edge.labels import DISCLAIMER
+from edge.metrics import softmax
+
+DECISIONS = ("refer", "uncertain", "monitor")
+"""Never 'benign': the device does not clear anyone."""
+
+
+def dequantize(raw: np.ndarray, spec: OutputSpec) -> np.ndarray:
+    if spec.dtype in ("uint8", "int8") and spec.scale:
+        return (raw.astype(np.float32) - spec.zero_point) * spec.scale
+    return raw.astype(np.float32)
+
+
+def probabilities(raw: np.ndarray, spec: OutputSpec, temperature: float = 1.0) -> np.ndarray:
+    """Dequantize and turn logits into temperature-scaled probabilities that sum to one."""
+    values = dequantize(raw, spec)
+    kind = spec.kind
+    if kind == "auto":
+        sums = values.sum(axis=-1)
+        kind = "probabilities" if np.all(values >= 0) and np.allclose(sums, 1.0, atol=0.05) else "logits"
+    if kind == "probabilities":
+        values = np.clip(values, 0.0, None)
+        return values / np.maximum(values.sum(axis=-1, keepdims=True), 1e-12)
+    return softmax(values, temperature).astype(np.float32)
+
+
+@dataclass
+class Result:
+    """One image's answer. ``decision`` is ``refer``, ``uncertain``, ``monitor``, or ``none``
+    for a model without decision thresholds (a bare third-party model)."""
+
+    label: str
+    name: str
+    confidence: float
+    decision: str
+    reason: str
+    probabilities: dict[str, float]
+    top: list[tuple[str, str, float]] = field(default_factory=list)
+    disclaimer: str = DISCLAIMER
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "name": self.name, "confidence": round(self.confidence, 6),
+                "decision": self.decision, "reason": self.reason,
+                "top": [{"code": c, "name": n, "probability": round(p, 6)} for c, n, p in self.top],
+                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+                "disclaimer": self.disclaimer}
+
+
+def decide(probs: dict[str, float], thresholds: dict) -> tuple[str, str]:
+    """``refer`` if a malignant class reaches its threshold, else ``uncertain`` below the
+    confidence floor, else ``monitor``; with the reason in words."""
+    if not thresholds:
+        return "none", "this model carries no decision thresholds"
+    hits = [(c, p, t) for c, t in thresholds.get("refer", {}).items() if (p := probs.get(c, 0.0)) >= t]
+    if hits:
+        c, p, t = max(hits, key=lambda h: h[1] / max(h[2], 1e-9))
+        return "refer", f"p({c}) {p:.2f} >= referral threshold {t:.2f}"
+    top_code = max(probs, key=probs.get)
+    floor = float(thresholds.get("confidence_floor", 0.0))
+    if probs[top_code] < floor:
+        return "uncertain", f"top probability {probs[top_code]:.2f} < confidence floor {floor:.2f}"
+    return "monitor", "no malignant class reached its referral threshold"
+
+
+def make_result(probs: np.ndarray, labels: list[tuple[str, str]], thresholds: dict, top_k: int = 3) -> Result:
+    codes = [c for c, _ in labels]
+    as_dict = {c: float(p) for c, p in zip(codes, probs)}
+    order = np.argsort(-probs)[:max(1, top_k)]
+    top = [(labels[i][0], labels[i][1], float(probs[i])) for i in order]
+    decision, reason = decide(as_dict, thresholds)
+    return Result(top[0][0], top[0][1], top[0][2], decision, reason, as_dict, top)
