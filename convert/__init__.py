@@ -1,0 +1,1 @@
+"""Keras model -> verified TFLite model bundle (needs TensorFlow)."""

@@ -1,0 +1,201 @@
+"""``lesionlite convert``: convert a training run, verify it on the edge runtime, write the bundle."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from convert.card import model_card
+from convert.tflite import convert, representative_indices
+from convert.verify import Verification, verify
+from edge import __version__
+from edge.bundle import LABELS_FILE, METADATA_FILE, MODEL_FILE, SCHEMA, from_metadata, sha256_file
+from edge.classifier import Classifier
+from edge.embedded import embed
+from edge.io import atomic_write_text
+from edge.labels import CLASS_NAMES
+from edge.metrics import evaluate, softmax
+
+KEY_METRICS = ("n", "accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "ece",
+               "mel_sensitivity_at_80_specificity", "mel_sensitivity_at_90_specificity")
+
+
+class ConversionRefused(RuntimeError):
+    """The converted model is not faithful enough to ship."""
+
+
+@dataclass
+class Run:
+    """What ``convert`` needs from a training run directory."""
+
+    path: Path
+    config: dict
+    calibration: dict
+    model: object  # keras.Model
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Run":
+        import keras
+
+        path = Path(path)
+        for name in ("config.json", "calibration.json", "model.keras", "split.csv"):
+            if not (path / name).is_file():
+                raise FileNotFoundError(f"{path} is not a finished training run: no {name}")
+        config = json.loads((path / "config.json").read_text())
+        calibration = json.loads((path / "calibration.json").read_text())
+        return cls(path, config, calibration, keras.models.load_model(path / "model.keras"))
+
+
+def code_version() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        rev = ""
+    return f"{__version__}+{rev}" if rev else __version__
+
+
+def summarize(metrics: dict) -> dict:
+    out = {k: metrics.get(k) for k in KEY_METRICS}
+    out["recall"] = {c: v["recall"] for c, v in metrics["per_class"].items()}
+    return out
+
+
+def build_metadata(run: Run, name: str, quantize: str, input_detail: dict, output_detail: dict) -> dict:
+    """The bundle metadata, except the fields known only once the file is final."""
+    cfg = run.config
+    in_q, out_q = input_detail["quantization"], output_detail["quantization"]
+    in_dtype, out_dtype = input_detail["dtype"].__name__, output_detail["dtype"].__name__
+    return {
+        "schema": SCHEMA,
+        "name": name,
+        "model_file": MODEL_FILE,
+        "quantization": quantize,
+        "labels": [{"code": c, "name": CLASS_NAMES.get(c, c)} for c in cfg["classes"]],
+        "input": {
+            "height": cfg["input_size"][0], "width": cfg["input_size"][1], "color_order": "RGB",
+            "crop": cfg["crop"], "resize": "bilinear", "dtype": in_dtype,
+            "scale": float(in_q[0]) if in_dtype != "float32" else 1.0,
+            "zero_point": int(in_q[1]) if in_dtype != "float32" else 0,
+            "mean": 0.0, "std": 1.0,
+            "pixel_range": [0, 255],
+            "normalization": "inside the model (feed RGB pixels 0..255; the graph rescales)",
+        },
+        "output": {"kind": "logits", "dtype": out_dtype,
+                   "scale": float(out_q[0]) if out_dtype != "float32" else 0.0,
+                   "zero_point": int(out_q[1]) if out_dtype != "float32" else 0},
+        "calibration": {"temperature": run.calibration["temperature"], "fitted_on": "val"},
+        "thresholds": run.calibration["thresholds"],
+        "training": {k: cfg.get(k) for k in ("arch", "alpha", "input_size", "data", "metadata", "seed",
+                                              "split_sha256", "counts", "epochs", "fine_tune_epochs",
+                                              "imbalance", "label_smoothing")},
+        "code_version": code_version(),
+    }
+
+
+def _load_split_arrays(run: Run, data: str | None, n_representative: int) -> dict:
+    from training import pipeline
+    from training.data import index_dataset
+    from training.splits import apply_split, read_split
+
+    cfg = run.config
+    index = index_dataset(data or cfg["data"], None if data else cfg.get("metadata"))
+    parts = apply_split(index.records, read_split(run.path / "split.csv"))
+    size, crop = tuple(cfg["input_size"]), cfg["crop"]
+    y_train = np.array([cfg["classes"].index(r.dx) for r in parts["train"]])
+    rep = [parts["train"][i] for i in representative_indices(y_train, n_representative)]
+    return {"representative": pipeline.load_arrays(rep, size, crop, desc="representative")[0],
+            "val": pipeline.load_arrays(parts["val"], size, crop, desc="val"),
+            "test": pipeline.load_arrays(parts["test"], size, crop, desc="test")}
+
+
+def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str | None = None,
+                min_agreement: float = 0.98, max_ba_loss: float = 0.015, n_representative: int = 300,
+                representative: np.ndarray | None = None, threads: int | None = None) -> dict:
+    """Convert, verify and write the bundle; raises :class:`ConversionRefused` if not faithful."""
+    run = Run.load(run_dir)
+    out = Path(out)
+    arrays = _load_split_arrays(run, data, n_representative)
+    if representative is None:
+        representative = arrays["representative"]
+    temperature = run.calibration["temperature"]
+    x_check = np.concatenate([arrays["val"][0], arrays["test"][0]])
+    y_check = np.concatenate([arrays["val"][1], arrays["test"][1]])
+    float_logits = run.model.predict(x_check.astype(np.float32), batch_size=64, verbose=0)
+    float_probs = softmax(float_logits, temperature)
+
+    candidates = [True, False] if quantize == "int8" else [False]  # int8 logits first, then float logits
+    refusals = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for int8_output in candidates:
+            path = Path(tmp) / MODEL_FILE
+            path.write_bytes(convert(run.model, quantize, representative, int8_output))
+            probe = Classifier(path, threads=threads)
+            meta = build_metadata(run, out.name, quantize, probe._input, probe._output)
+            clf = Classifier(from_metadata(meta, path), threads=threads)
+            check, lite_probs = verify(clf, x_check, y_check, float_probs)
+            failures = check.failures(min_agreement, max_ba_loss)
+            if not failures and check.top1_ties == 0:
+                break
+            refusals.append(f"{'int8' if int8_output else 'float'} logits: "
+                            + ("; ".join(failures) or f"{check.top1_ties:.2%} top-1 ties"))
+        else:
+            if failures:
+                raise ConversionRefused(f"refusing {quantize} conversion: " + " | ".join(refusals))
+        model_bytes = path.read_bytes()
+    n_val = len(arrays["val"][1])
+    meta["metrics"] = _metrics(check, arrays, float_probs[n_val:], lite_probs[n_val:], run.config["classes"])
+    _write_bundle(out, run, meta, model_bytes)
+    return meta
+
+
+def _metrics(check: Verification, arrays: dict, float_test: np.ndarray, lite_test: np.ndarray,
+             classes: list[str]) -> dict:
+    y_test = arrays["test"][1]
+    return {
+        "split": "test: lesion-disjoint split of split.csv",
+        "verification": {**check.to_dict(), "on": "val + test"},
+        "test": {"float": summarize(evaluate(y_test, float_test, classes)),
+                 "tflite": summarize(evaluate(y_test, lite_test, classes))},
+    }
+
+
+def _write_bundle(out: Path, run: Run, meta: dict, model_bytes: bytes) -> None:
+    """Write every bundle file into a temporary folder, then swap it into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta["created"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model_bytes = embed(model_bytes, meta)
+        (stage / MODEL_FILE).write_bytes(model_bytes)
+        meta["sha256"] = sha256_file(stage / MODEL_FILE)
+        meta["size_bytes"] = len(model_bytes)
+        (stage / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        (stage / LABELS_FILE).write_text("".join(f"{lab['code']}\t{lab['name']}\n" for lab in meta["labels"]))
+        (stage / "MODEL_CARD.md").write_text(model_card(meta))
+        shutil.copy(run.path / "split.csv", stage / "split.csv")
+        for png in ("confusion_matrix.png", "reliability.png"):
+            if (run.path / "report" / png).is_file():
+                shutil.copy(run.path / "report" / png, stage / png)
+        stage.chmod(0o755)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            stage.rename(out)
+            shutil.rmtree(old)
+        else:
+            stage.rename(out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def write_reproduce(out: Path, commands: list[str]) -> None:
+    atomic_write_text(out / "README.md", "# How this bundle was made\n\n```sh\n" + "\n".join(commands) + "\n```\n")

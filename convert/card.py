@@ -1,0 +1,76 @@
+"""MODEL_CARD.md, generated from a bundle's metadata."""
+from __future__ import annotations
+
+from edge.labels import DISCLAIMER
+
+ATTRIBUTION = (
+    "HAM10000: Tschandl P., Rosendahl C., Kittler H. \"The HAM10000 dataset, a large collection of "
+    "multi-source dermatoscopic images of common pigmented skin lesions.\" Sci. Data 5, 180161 (2018), "
+    "doi:10.1038/sdata.2018.161. Licensed CC BY-NC-SA 4.0 (attribution, non-commercial, share-alike); "
+    "this model is a derivative of that data and is shared under the same terms.")
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def model_card(meta: dict) -> str:
+    m = meta["metrics"]
+    tr = meta["training"]
+    thr = meta["thresholds"]
+    rows = []
+    for name, key in (("Keras float32", "float"), (f"TFLite {meta['quantization']} (this file)", "tflite")):
+        t = m["test"][key]
+        rows.append(f"| {name} | {_f(t['balanced_accuracy'])} | {_f(t['accuracy'])} | "
+                    f"{_f(t['mel_sensitivity_at_80_specificity'])} | {_f(t['macro_auc'])} | {_f(t['ece'])} |")
+    recall = m["test"]["tflite"]["recall"]
+    v = m["verification"]
+    refer = ", ".join(f"{c} >= {t:.3f}" for c, t in thr["refer"].items())
+    return f"""# Model card: {meta['name']}
+
+**{DISCLAIMER}** This model is a decision aid for trained users (clinicians, dermoscopy-trained
+staff). It is not a medical device, is not cleared or approved by any regulator, and must not be used
+to rule out skin cancer.
+
+## Model
+- Architecture: {tr['arch']} (input {meta['input']['height']}x{meta['input']['width']} RGB, crop
+  `{meta['input']['crop']}`), converted to TFLite `{meta['quantization']}`: {meta['size_bytes'] / 1e6:.2f} MB,
+  sha256 `{meta['sha256']}`.
+- Output: 7 logits; the edge applies softmax with the calibration temperature
+  T = {meta['calibration']['temperature']:.3f} (fitted on the validation split).
+- Decisions: `refer` when a malignant class reaches its threshold ({refer}; set for
+  {thr['refer_sensitivity_on_val']:.0%} sensitivity per class on validation), `uncertain` when the top
+  probability is below {thr['confidence_floor']:.2f}, else `monitor`. It never says "benign".
+
+## Data
+HAM10000 dermoscopic images (7 classes: akiec, bcc, bkl, df, mel, nv, vasc), from
+`{tr['data']}`. Split grouped by `lesion_id` (no lesion in two splits), stratified by diagnosis,
+seed {tr['seed']}: {tr['counts']}; split file sha256 `{tr['split_sha256']}` (`split.csv` here).
+The population is mostly fair-skinned (Austria, Australia); dx labels are histopathology for most
+malignant cases and follow-up/expert consensus for many benign ones.
+
+## Metrics (lesion-disjoint test split, {m['test']['tflite']['n']} images)
+| model | balanced accuracy | accuracy | mel sensitivity @ 80% specificity | macro AUC | ECE |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Per-class recall (TFLite): {', '.join(f'{c} {_f(r)}' for c, r in recall.items())}.
+
+Conversion check (validation + test, through the edge runtime): top-1 agreement with Keras
+{v['agreement']:.2%}, balanced accuracy change {-v['balanced_accuracy_loss'] * 100:+.2f} points, max probability
+difference {v['max_probability_difference']:.3f}, top-1 ties {v['top1_ties']:.2%}.
+
+## Known failure modes
+- Non-dermoscopic photos (phone snapshots without a dermatoscope), or non-skin images: the model
+  still outputs one of its 7 classes; check the `uncertain` decision and the image quality.
+- Other skin types than those in HAM10000, and body sites it saw rarely (nails, mucosa, palms).
+- Classes it does not know (e.g. squamous cell carcinoma other than akiec, Merkel cell carcinoma,
+  lentigo maligna variants): they are forced into the nearest known class.
+- Rare classes (df, vasc) have few test images; their recall figures are uncertain.
+
+## Reproduce
+See `README.md` beside this card for the exact commands.
+
+## Licence and attribution
+{ATTRIBUTION}
+"""

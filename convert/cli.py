@@ -1,0 +1,43 @@
+"""Arguments and entry point of ``lesionlite convert`` (needs TensorFlow)."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+
+QUANTIZATIONS = ("int8", "float16", "float32")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN_DIR", help="a finished `lesionlite train` run directory")
+    p.add_argument("--quantize", choices=QUANTIZATIONS, default="int8")
+    p.add_argument("--out", required=True, help="bundle directory to write, e.g. models/my-model")
+    p.add_argument("--data", help="image folder, if not where the run was trained")
+    p.add_argument("--min-agreement", type=float, default=0.98,
+                   help="refuse below this top-1 agreement with the Keras model (default 0.98)")
+    p.add_argument("--max-ba-loss", type=float, default=0.015,
+                   help="refuse if balanced accuracy drops more than this (default 0.015 = 1.5 points)")
+    p.add_argument("--representative", type=int, default=300, help="images for int8 calibration")
+
+
+def main(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from convert.bundle import ConversionRefused, convert_run, write_reproduce
+    from training.data import DataError
+
+    try:
+        meta = convert_run(args.run, args.quantize, args.out, args.data, args.min_agreement,
+                           args.max_ba_loss, args.representative)
+    except (ConversionRefused, DataError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    v, t = meta["metrics"]["verification"], meta["metrics"]["test"]["tflite"]
+    train_command = json.loads((Path(args.run) / "config.json").read_text()).get("command", "")
+    write_reproduce(Path(args.out), [c for c in (train_command, "lesionlite " + shlex.join(sys.argv[1:])) if c])
+    print(f"wrote {args.out}: {meta['size_bytes'] / 1e6:.2f} MB {meta['quantization']} "
+          f"({meta['output']['dtype']} logits out); agreement with Keras {v['agreement']:.2%}, "
+          f"balanced accuracy {v['balanced_accuracy_tflite']:.4f} (Keras {v['balanced_accuracy_float']:.4f}) "
+          f"on val+test; test balanced accuracy {t['balanced_accuracy']:.4f}")
+    return 0
