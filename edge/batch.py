@@ -1,0 +1,209 @@
+"""Classify many files: parallel decode, one interpreter, rows streamed to an atomic output
+that ``--resume`` can continue after an interruption."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from edge.classifier import Classifier
+from edge.preprocess import ImageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+FORMATS = ("csv", "jsonl", "table")
+
+
+def find_images(paths: Iterable[str]) -> list[str]:
+    """Files named directly (any kind), plus image files found recursively in folders."""
+    found: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            found += sorted(str(f) for f in path.rglob("*")
+                            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                            and not any(part.startswith(".") for part in f.relative_to(path).parts))
+        else:
+            found.append(str(path))
+    return found
+
+
+@dataclass
+class Row:
+    path: str
+    probs: np.ndarray | None = None
+    error: str = ""
+
+
+def classify_paths(clf: Classifier, paths: list[str], workers: int = 2, tta: bool = False) -> Iterator[Row]:
+    """Yield a :class:`Row` per path, in order. Decoding runs ``workers`` files ahead of the
+    interpreter; a file that cannot be read yields a row with ``error`` set."""
+    def load(path: str) -> np.ndarray:
+        return clf.preprocess(path)
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        pending: deque[tuple[str, Future]] = deque()
+        it = iter(paths)
+        for path in it:
+            pending.append((path, pool.submit(load, path)))
+            if len(pending) > 2 * workers:
+                break
+        while pending:
+            path, fut = pending.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(load, nxt)))
+            try:
+                yield Row(path, clf.probabilities(fut.result(), tta))
+            except ImageError as exc:
+                yield Row(path, error=str(exc))
+            except OSError as exc:
+                yield Row(path, error=f"cannot read: {exc.strerror or exc}")
+
+
+class RowWriter:
+    """Streams rows to ``OUTPUT.partial`` and renames it to ``OUTPUT`` when done, so ``OUTPUT``
+    is never half-written. With ``resume``, rows already in either file are kept and their
+    paths skipped."""
+
+    def __init__(self, output: Path, fmt: str, codes: list[str], resume: bool):
+        self.output, self.fmt, self.codes = output, fmt, codes
+        self.partial = output.with_name(output.name + ".partial")
+        self.columns = ["path", "label", "confidence", "decision", *(f"p_{c}" for c in codes), "error",
+                        "name", "reason"]
+        previous = (self._read(output) + self._read(self.partial)) if resume else []
+        self.done = {r["path"] for r in previous}
+        self.failed = sum(1 for r in previous if r.get("error"))
+        self._fh = open(self.partial, "w", encoding="utf-8", newline="")
+        if fmt == "csv":
+            self._csv = csv.DictWriter(self._fh, self.columns, lineterminator="\n")
+            self._csv.writeheader()
+        unique = {r["path"]: r for r in previous}
+        for r in unique.values():
+            self._write(r)
+        self._fh.flush()
+
+    def _read(self, path: Path) -> list[dict]:
+        if not path.is_file():
+            return []
+        text = path.read_text(encoding="utf-8")
+        if self.fmt == "csv":
+            rows = list(csv.DictReader(io.StringIO(text)))
+            if rows and not text.endswith("\n"):
+                rows.pop()  # a line cut by a kill: that file is classified again
+            return [r for r in rows if None not in r and None not in r.values()]
+        rows = []
+        for line in text.splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill: that file is classified again
+        return rows
+
+    def _write(self, record: dict) -> None:
+        if self.fmt == "csv":
+            self._csv.writerow({k: record.get(k, "") for k in self.columns})
+        else:
+            self._fh.write(json.dumps(record) + "\n")
+
+    def add(self, record: dict) -> None:
+        self._write(record)
+        self._fh.flush()
+        self.failed += bool(record.get("error"))
+
+    def finish(self) -> None:
+        self._fh.close()
+        os.replace(self.partial, self.output)
+
+    def abandon(self) -> None:
+        """Keep the partial file for ``--resume``."""
+        self._fh.close()
+
+
+def record(clf: Classifier, row: Row, top_k: int) -> dict:
+    """One output row: the flat form used by CSV and JSON lines."""
+    rec: dict = {"path": row.path, "error": row.error}
+    if row.probs is None:
+        return rec
+    res = clf.result(row.probs, top_k)
+    rec.update({"label": res.label, "name": res.name, "confidence": round(res.confidence, 4),
+                "decision": res.decision, "reason": res.reason})
+    rec.update({f"p_{c}": round(float(p), 4) for c, p in zip(clf.bundle.codes, row.probs)})
+    if top_k > 1:
+        rec["top"] = [{"code": c, "probability": round(p, 4)} for c, _, p in res.top]
+    return rec
+
+
+def add_arguments(p) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders (recursive)")
+    p.add_argument("--output", "-o", help="write rows to this file (atomically); default: table on stdout")
+    p.add_argument("--format", choices=FORMATS, help="csv, jsonl or table (default: from --output's suffix)")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--workers", type=int, default=2, help="decoding threads running ahead of the model")
+    p.add_argument("--resume", action="store_true", help="skip files already in --output and append the rest")
+    p.add_argument("--tta", action="store_true", help="average over flips (4x slower)")
+
+
+def main(args) -> int:
+    """``lesionlite classify``: exit 0 when every file was classified, 1 when any row failed."""
+    import sys
+
+    from tqdm import tqdm
+
+    from edge.labels import DISCLAIMER
+
+    fmt = args.format or (Path(args.output).suffix.lstrip(".").lower() if args.output else "table")
+    if fmt not in FORMATS:
+        fmt = "csv"
+    if args.resume and not args.output:
+        raise SystemExit("error: --resume needs --output")
+    if fmt == "table" and args.output:
+        raise SystemExit("error: --format table prints to the terminal; use csv or jsonl with --output")
+    paths = find_images(args.paths)
+    if not paths:
+        raise SystemExit("error: no image files found in " + " ".join(args.paths))
+    clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)
+    writer = RowWriter(Path(args.output), fmt, clf.bundle.codes, args.resume) if args.output else None
+    todo = [p for p in paths if not writer or p not in writer.done]
+    failed = 0
+    bar = tqdm(total=len(todo), unit="img", disable=None if writer else True, file=sys.stderr)
+    if fmt == "table":
+        print(f"{'path':<40} {'label':<6} {'conf':>5}  {'decision':<9} top-{args.top_k}")
+    try:
+        for row in classify_paths(clf, todo, args.workers, args.tta):
+            rec = record(clf, row, args.top_k)
+            failed += bool(row.error)
+            if writer:
+                writer.add(rec)
+            else:
+                print(_table_line(rec))
+            bar.update()
+    except KeyboardInterrupt:
+        bar.close()
+        if writer:
+            writer.abandon()
+            print(f"interrupted: {writer.partial} keeps the rows so far; rerun with --resume to continue",
+                  file=sys.stderr)
+        return 130
+    bar.close()
+    if writer:
+        writer.finish()
+        failed = writer.failed
+        print(f"{len(paths)} images, {failed} failed -> {args.output}", file=sys.stderr)
+    print(DISCLAIMER, file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _table_line(rec: dict) -> str:
+    path = rec["path"] if len(rec["path"]) <= 40 else "..." + rec["path"][-37:]
+    if rec["error"]:
+        return f"{path:<40} error: {rec['error']}"
+    top = ", ".join(f"{t['code']} {t['probability']:.2f}" for t in rec.get("top", []))
+    return f"{path:<40} {rec['label']:<6} {rec['confidence']:>5.2f}  {rec['decision']:<9} {top}"

@@ -1,0 +1,147 @@
+"""``lesionlite bench``: init, first inference, invoke-only and end-to-end latency, peak RSS,
+a threads sweep, and the same for a reference model with the ratio ours/reference."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge.classifier import Classifier
+from edge.io import atomic_write_text
+from edge.preprocess import to_input
+
+STATS = ("min", "p50", "p90", "p99", "mean", "std", "max")
+
+
+def stats(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms, dtype=np.float64)
+    return {"min": float(a.min()), "p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
+            "p99": float(np.percentile(a, 99)), "mean": float(a.mean()), "std": float(a.std()),
+            "max": float(a.max())}
+
+
+def _timed(fn, runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1e3)
+    return out
+
+
+def default_image() -> bytes:
+    """A shipped 224 px sample JPEG when the repo's samples are there, else a synthetic JPEG."""
+    samples = Path(__file__).resolve().parent.parent / "samples" / "lesions"
+    found = sorted(samples.glob("*.jpg")) if samples.is_dir() else []
+    if found:
+        return found[0].read_bytes()
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def bench_model(model: str | None, image: bytes, runs: int, warmup: int, threads: int | None,
+                runtime: str = "auto", labels: str | None = None) -> dict:
+    """All latency figures of one model on one image."""
+    t = time.perf_counter()
+    clf = Classifier(model, threads, runtime, labels)
+    init_ms = (time.perf_counter() - t) * 1e3
+    rgb = clf.preprocess(image)
+    t = time.perf_counter()
+    clf.invoke(rgb)
+    first_ms = (time.perf_counter() - t) * 1e3
+    interp, index = clf.interpreter, clf._input["index"]
+
+    def invoke_only() -> None:
+        interp.invoke()
+
+    def end_to_end() -> None:
+        clf.classify(image)
+
+    interp.set_tensor(index, to_input(rgb, clf.spec)[None])
+    _timed(invoke_only, warmup)
+    invoke = _timed(invoke_only, runs)
+    _timed(end_to_end, max(1, warmup // 2))
+    e2e = _timed(end_to_end, runs)
+    return {"model": str(clf.bundle.model_path), "name": clf.bundle.name, "runtime": clf.runtime,
+            "threads": threads, "input": [clf.spec.height, clf.spec.width, clf.spec.dtype],
+            "size_mb": round(clf.bundle.model_path.stat().st_size / 1e6, 3),
+            "init_ms": init_ms, "first_inference_ms": first_ms,
+            "invoke_ms": stats(invoke), "end_to_end_ms": stats(e2e),
+            "overhead_ratio_p50": stats(e2e)["p50"] / stats(invoke)["p50"]}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run(model: str | None, image: bytes, runs: int, warmup: int, threads: int | None, runtime: str,
+        labels: str | None, reference: str | None, sweep: list[int]) -> dict:
+    result = bench_model(model, image, runs, warmup, threads, runtime, labels)
+    result["peak_rss_mb"] = peak_rss_mb()
+    result["sweep"] = [{"threads": t, "invoke_p50_ms": bench_model(model, image, max(10, runs // 4), 3, t,
+                                                                    runtime, labels)["invoke_ms"]["p50"]}
+                       for t in sweep]
+    if reference:
+        ref = bench_model(reference, image, runs, warmup, threads, runtime)
+        result["reference"] = ref
+        result["ratio"] = {k: result[k]["p50"] / ref[k]["p50"] for k in ("invoke_ms", "end_to_end_ms")}
+    return result
+
+
+def format_report(r: dict) -> str:
+    lines = [f"model {r['name']} ({r['size_mb']} MB, input {r['input'][0]}x{r['input'][1]} {r['input'][2]}) "
+             f"on {r['runtime']}, threads {r['threads'] or 'default'}",
+             f"init {r['init_ms']:.1f} ms, first inference {r['first_inference_ms']:.1f} ms, "
+             f"peak RSS {r['peak_rss_mb']:.0f} MB",
+             f"{'ms':<22}" + "".join(f"{s:>8}" for s in STATS)]
+    rows = [("invoke only", r["invoke_ms"]), ("end to end", r["end_to_end_ms"])]
+    if "reference" in r:
+        rows += [("reference invoke", r["reference"]["invoke_ms"]),
+                 ("reference end to end", r["reference"]["end_to_end_ms"])]
+    lines += [f"{name:<22}" + "".join(f"{v[s]:>8.2f}" for s in STATS) for name, v in rows]
+    lines.append(f"end-to-end / invoke-only (p50): {r['overhead_ratio_p50']:.2f}")
+    if r["sweep"]:
+        lines.append("threads sweep (invoke p50 ms): "
+                     + ", ".join(f"{s['threads']}: {s['invoke_p50_ms']:.2f}" for s in r["sweep"]))
+    if "ratio" in r:
+        lines.append(f"ours / reference ({Path(r['reference']['model']).name}), p50: "
+                     f"invoke {r['ratio']['invoke_ms']:.2f}, end to end {r['ratio']['end_to_end_ms']:.2f}")
+    return "\n".join(lines)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--image", help="image to run end to end (default: a shipped 224 px sample)")
+    p.add_argument("--reference", help="a reference .tflite to time the same way, e.g. "
+                                       "tf2_mobilenet_v2_1.0_224_ptq.tflite")
+    p.add_argument("--sweep", type=int, nargs="*", default=None,
+                   help="thread counts to sweep (default: 1 .. CPU count; give none to skip)")
+    p.add_argument("--json", help="write the figures to this JSON file")
+
+
+def main(args) -> int:
+    if args.runs < 1 or args.warmup < 0:
+        raise SystemExit("error: --runs must be >= 1 and --warmup >= 0")
+    try:
+        image = Path(args.image).read_bytes() if args.image else default_image()
+    except OSError as exc:
+        raise SystemExit(f"error: cannot read {args.image}: {exc.strerror}") from None
+    sweep = args.sweep if args.sweep is not None else sorted({1, 2, os.cpu_count() or 1})
+    r = run(args.model, image, args.runs, args.warmup, args.threads, args.runtime, args.labels_file,
+            args.reference, sweep)
+    print(format_report(r))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(r, indent=2))
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0

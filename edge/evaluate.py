@@ -1,0 +1,94 @@
+"""``lesionlite evaluate``: the edge model on a labelled set of images, with every metric."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edge.batch import classify_paths
+from edge.classifier import Classifier
+from edge.io import atomic_write_text
+from edge.labels import DISCLAIMER
+from edge.metrics import evaluate, format_table
+
+
+class LabelsError(ValueError):
+    """The labels file cannot be used."""
+
+
+def read_labelled(labels_csv: Path, images: Path | None = None, split_file: Path | None = None,
+                  split: str | None = None) -> list[tuple[str, str]]:
+    """``(image path, class code)`` pairs from a ``path,label`` CSV (paths relative to the CSV)
+    or a HAM10000-style metadata CSV (``image_id,dx``; images searched under ``images``).
+    With ``split_file`` and ``split``, only images of that split are kept."""
+    with open(labels_csv, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise LabelsError(f"{labels_csv} has no rows")
+    cols = rows[0].keys()
+    if {"path", "label"} <= cols:
+        base = images or labels_csv.parent
+        pairs = [(str(base / r["path"]), r["label"]) for r in rows]
+        ids = [Path(r["path"]).stem for r in rows]
+    elif {"image_id", "dx"} <= cols:
+        base = images or labels_csv.parent
+        found = {p.stem: p for p in base.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")}
+        rows = [r for r in rows if r["image_id"] in found]
+        pairs = [(str(found[r["image_id"]]), r["dx"]) for r in rows]
+        ids = [r["image_id"] for r in rows]
+    else:
+        raise LabelsError(f"{labels_csv}: expected columns path,label or image_id,dx")
+    if split_file:
+        with open(split_file, newline="", encoding="utf-8") as fh:
+            keep = {r["image_id"] for r in csv.DictReader(fh) if r["split"] == split}
+        pairs = [p for p, i in zip(pairs, ids) if i in keep]
+    if not pairs:
+        raise LabelsError(f"no labelled images found from {labels_csv}")
+    return pairs
+
+
+def add_arguments(p) -> None:
+    p.add_argument("labels", metavar="LABELS_CSV",
+                   help="a path,label CSV or a HAM10000 metadata CSV (image_id,dx)")
+    p.add_argument("--images", help="folder holding the images (default: the CSV's folder)")
+    p.add_argument("--split-file", help="a split.csv: evaluate only the images of --split")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--tta", action="store_true")
+    p.add_argument("--json", help="write the metrics to this JSON file")
+
+
+def main(args) -> int:
+    try:
+        pairs = read_labelled(Path(args.labels), Path(args.images) if args.images else None,
+                              Path(args.split_file) if args.split_file else None, args.split)
+    except (OSError, LabelsError, KeyError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)
+    codes = clf.bundle.codes
+    unknown = sorted({lab for _, lab in pairs} - set(codes))
+    if unknown:
+        raise SystemExit(f"error: labels {unknown} are not classes of this model ({codes})")
+    label_of = dict(pairs)
+    probs, y, failed = [], [], []
+    for row in classify_paths(clf, [p for p, _ in pairs], args.workers, args.tta):
+        if row.error:
+            failed.append(f"{row.path}: {row.error}")
+            continue
+        probs.append(row.probs)
+        y.append(codes.index(label_of[row.path]))
+    for line in failed:
+        print(f"skipped {line}", file=sys.stderr)
+    if not probs:
+        raise SystemExit("error: no image could be classified")
+    metrics = evaluate(np.array(y), np.stack(probs), codes)
+    metrics.update({"model": clf.bundle.name, "model_sha256": clf.bundle.sha256, "failed": len(failed),
+                    "labels_csv": str(args.labels), "split": args.split if args.split_file else None})
+    print(format_table(metrics))
+    print(DISCLAIMER)
+    if args.json:
+        atomic_write_text(args.json, json.dumps(metrics, indent=2))
+    return 1 if failed else 0
