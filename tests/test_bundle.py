@@ -1,0 +1,139 @@
+"""Bundle loading and validation with the real interpreter and the shipped model file."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from edge.bundle import METADATA_FILE, MODEL_FILE, BundleError, load_bundle
+from edge.classifier import Classifier
+from edge.embedded import embed, read_embedded
+from edge.result import DECISIONS
+
+
+@pytest.fixture()
+def bundle_copy(bundle_dir, tmp_path):
+    dst = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, dst)
+    return dst
+
+
+def _edit_meta(bundle, change):
+    path = bundle / METADATA_FILE
+    meta = json.loads(path.read_text())
+    change(meta)
+    path.write_text(json.dumps(meta))
+
+
+def test_shipped_bundle_classifies_a_real_jpeg(lesion_images):
+    clf = Classifier()
+    res = clf.classify(lesion_images[0])
+    assert sum(res.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+    assert res.decision in DECISIONS
+    assert res.label in clf.bundle.codes and res.label == res.top[0][0]
+    assert [p for _, _, p in res.top] == sorted((p for _, _, p in res.top), reverse=True)
+    assert clf.bundle.meta["quantization"] == "int8" and clf.spec.dtype == "uint8"
+
+
+def test_a_modified_model_file_is_refused(bundle_copy, lesion_images):
+    data = bytearray((bundle_copy / MODEL_FILE).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bundle_copy / MODEL_FILE).write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="does not match its metadata"):
+        load_bundle(bundle_copy)
+    proc = run_cli("classify", str(lesion_images[0]), "--model", str(bundle_copy))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("change,reason", [
+    (lambda m: m["input"].update(height=m["input"]["height"] + 1), "input size"),
+    (lambda m: m["input"].update(scale=0.5), "input quantization"),
+    (lambda m: m["labels"].pop(), "labels != model output size"),
+    (lambda m: m["output"].update(dtype="uint8"), "output dtype"),
+])
+def test_metadata_that_disagrees_with_the_model_is_refused(bundle_copy, change, reason):
+    _edit_meta(bundle_copy, change)
+    with pytest.raises(BundleError, match=reason):
+        Classifier(bundle_copy)
+
+
+def test_unknown_schema_and_missing_fields_are_refused(bundle_copy):
+    _edit_meta(bundle_copy, lambda m: m.update(schema="other/9"))
+    with pytest.raises(BundleError, match="schema"):
+        load_bundle(bundle_copy)
+    _edit_meta(bundle_copy, lambda m: (m.update(schema="lesionlite.bundle/1"), m.pop("calibration")))
+    with pytest.raises(BundleError, match="missing a field"):
+        load_bundle(bundle_copy)
+
+
+def test_embedded_metadata_round_trip_and_lone_model_file(bundle_dir, tmp_path, lesion_images, capfd):
+    meta = json.loads((bundle_dir / METADATA_FILE).read_text())
+    embedded = read_embedded(bundle_dir / MODEL_FILE)
+    assert embedded == {k: v for k, v in meta.items() if k not in ("sha256", "size_bytes")}
+    lone = tmp_path / "copied.tflite"
+    shutil.copy(bundle_dir / MODEL_FILE, lone)
+    clf = Classifier(lone)
+    assert "embedded" in capfd.readouterr().err
+    assert clf.bundle.temperature == meta["calibration"]["temperature"]
+    ref = Classifier(bundle_dir).classify(lesion_images[1])
+    assert clf.classify(lesion_images[1]).probabilities == pytest.approx(ref.probabilities)
+
+
+def test_embed_then_read_on_a_model_and_disagreement_warning(bundle_copy, capfd):
+    data = (bundle_copy / MODEL_FILE).read_bytes()
+    again = embed(data, {"schema": "x", "note": "other"})
+    path = bundle_copy / MODEL_FILE
+    path.write_bytes(again)
+    assert read_embedded(path) == {"schema": "x", "note": "other"}
+    from edge.bundle import sha256_file
+
+    _edit_meta(bundle_copy, lambda m: m.update(sha256=sha256_file(path)))
+    Classifier(bundle_copy)
+    assert "differs" in capfd.readouterr().err
+
+
+def test_missing_runtime_names_its_install_command(lesion_images):
+    pytest.importorskip("ai_edge_litert")
+    try:
+        import tflite_runtime  # noqa: F401
+        pytest.skip("tflite-runtime is installed here")
+    except ImportError:
+        pass
+    proc = run_cli("classify", str(lesion_images[0]), "--runtime", "tflite-runtime")
+    assert proc.returncode == 2 and "pip install tflite-runtime" in proc.stderr
+
+
+def test_tensorflow_fallback_runtime_gives_the_same_answer(lesion_images):
+    pytest.importorskip("tensorflow")
+    litert = Classifier(runtime="ai-edge-litert").classify(lesion_images[2]).probabilities
+    tf_lite = Classifier(runtime="tensorflow")
+    assert tf_lite.runtime == "tensorflow"
+    assert tf_lite.classify(lesion_images[2]).probabilities == pytest.approx(litert, abs=0.02)
+
+
+def test_bare_third_party_model_runs_with_a_labels_file(tmp_path, lesion_images):
+    tf = pytest.importorskip("tensorflow")
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    path = tmp_path / "bare.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    labels = tmp_path / "labels.txt"
+    labels.write_text("red\ngreen\nblue\n")
+    proc = run_cli("classify", str(lesion_images[0]), "--model", str(path), "--labels", str(labels),
+                   "--output", str(tmp_path / "out.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads((tmp_path / "out.jsonl").read_text())
+    assert row["label"] in ("red", "green", "blue") and row["decision"] == "none"
+    assert sum(row[f"p_{c}"] for c in ("red", "green", "blue")) == pytest.approx(1.0, abs=1e-3)
+    labels.write_text("red\ngreen\n")
+    with pytest.raises(BundleError, match="2 labels but the model outputs 3"):
+        Classifier(path, labels_file=str(labels))
+    assert np.isfinite(Classifier(path).classify(lesion_images[0]).confidence)

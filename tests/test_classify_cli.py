@@ -1,0 +1,107 @@
+"""`lesionlite classify` through the real CLI: rows, broken files, exit status, atomic output, resume."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+COLUMNS = ["path", "label", "confidence", "decision", "p_akiec", "p_bcc", "p_bkl", "p_df", "p_mel",
+           "p_nv", "p_vasc", "error"]
+
+
+@pytest.fixture()
+def mixed_folder(tmp_path, lesion_images, fullres_images):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for img in lesion_images[:4]:
+        shutil.copy(img, folder / img.name)
+    shutil.copy(fullres_images[0], folder / "sub" / fullres_images[0].name)
+    data = lesion_images[5].read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "notes.png").write_text("not an image at all")
+    (folder / "ignored.txt").write_text("folders are scanned for image files only")
+    return folder
+
+
+def test_csv_rows_for_good_and_broken_files(mixed_folder, tmp_path):
+    out = tmp_path / "out.csv"
+    proc = run_cli("classify", str(mixed_folder), "--output", str(out), "--workers", "2")
+    assert proc.returncode == 1, proc.stderr  # some rows failed
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0])[: len(COLUMNS)] == COLUMNS
+    by_name = {os.path.basename(r["path"]): r for r in rows}
+    assert len(rows) == 8 and "ignored.txt" not in by_name
+    assert "truncated" in by_name["truncated.jpg"]["error"]
+    assert "empty" in by_name["zero.jpg"]["error"]
+    assert "not a readable image" in by_name["notes.png"]["error"]
+    good = [r for r in rows if not r["error"]]
+    assert len(good) == 5
+    for r in good:
+        probs = [float(r[c]) for c in COLUMNS[4:11]]
+        assert sum(probs) == pytest.approx(1.0, abs=2e-3)
+        assert r["decision"] in ("refer", "uncertain", "monitor")
+        assert float(r["confidence"]) == pytest.approx(max(probs), abs=1e-3)
+    assert "not a diagnosis" in proc.stderr
+    assert not (tmp_path / "out.csv.partial").exists()
+
+
+def test_jsonl_and_table_and_clean_exit(lesion_images, tmp_path):
+    out = tmp_path / "out.jsonl"
+    proc = run_cli("classify", *map(str, lesion_images[:3]), "-o", str(out), "--top-k", "2")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["path"] for r in rows] == [str(p) for p in lesion_images[:3]]
+    assert all(len(r["top"]) == 2 and r["error"] == "" for r in rows)
+    table = run_cli("classify", str(lesion_images[0]))
+    assert table.returncode == 0 and lesion_images[0].name in table.stdout
+    assert "not a diagnosis" in table.stderr
+
+
+def test_missing_path_is_a_one_line_error(tmp_path):
+    proc = run_cli("classify", str(tmp_path / "nothing-here.jpg"), "-o", str(tmp_path / "o.csv"))
+    assert proc.returncode == 1
+    assert "no such file" in (tmp_path / "o.csv").read_text()
+    proc = run_cli("classify", str(tmp_path))  # an empty folder
+    assert proc.returncode != 0 and proc.stderr.count("\n") == 1 and "no image files" in proc.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_batch_leaves_no_half_file_and_resumes(sig, tmp_path, lesion_images):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(400):
+        shutil.copy(lesion_images[i % len(lesion_images)], folder / f"img_{i:04d}.jpg")
+    out = tmp_path / "rows.csv"
+    partial = tmp_path / "rows.csv.partial"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "classify", str(folder), "-o", str(out),
+                             "--workers", "1", "--threads", "1", "--tta"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not partial.exists() or partial.read_text().count("\n") < 30):
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert not out.exists(), "the final output must not appear before the batch is complete"
+    done_before = partial.read_text().count("\n") - 1
+    assert 0 < done_before < 400
+    if sig == signal.SIGINT:
+        assert "--resume" in err and "Traceback" not in err
+    resumed = run_cli("classify", str(folder), "-o", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    rows = list(csv.DictReader(out.open()))
+    paths = [r["path"] for r in rows]
+    assert len(paths) == 400 and len(set(paths)) == 400
+    assert all(r["label"] and not r["error"] for r in rows)
+    assert not partial.exists()

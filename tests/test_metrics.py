@@ -1,0 +1,63 @@
+"""edge.metrics (numpy only, runs on the Pi) against scikit-learn on the same data."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from edge import metrics
+from edge.labels import CLASSES
+
+
+@pytest.fixture()
+def predictions():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 7, 400)
+    logits = rng.normal(size=(400, 7))
+    logits[np.arange(400), y] += rng.uniform(0, 3, 400)  # informative but imperfect
+    return y, metrics.softmax(logits)
+
+
+def test_matches_scikit_learn(predictions):
+    y, p = predictions
+    pred = p.argmax(1)
+    out = metrics.evaluate(y, p, CLASSES)
+    assert out["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert out["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    assert out["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
+    assert np.array_equal(out["confusion_matrix"], skm.confusion_matrix(y, pred, labels=range(7)))
+    for i, c in enumerate(CLASSES):
+        assert out["per_class"][c]["auc"] == pytest.approx(skm.roc_auc_score(y == i, p[:, i]))
+        assert out["per_class"][c]["precision"] == pytest.approx(skm.precision_score(y == i, pred == i))
+
+
+def test_sensitivity_at_specificity_meets_the_specificity(predictions):
+    y, p = predictions
+    mel = CLASSES.index("mel")
+    sens, t = metrics.sensitivity_at_specificity(p[:, mel], y == mel, 0.8)
+    neg, pos = p[y != mel, mel], p[y == mel, mel]
+    assert np.mean(neg <= t) >= 0.8
+    assert sens == pytest.approx(np.mean(pos > t))
+    fpr, tpr, _ = skm.roc_curve(y == mel, p[:, mel])
+    assert sens == pytest.approx(tpr[fpr <= 0.2].max(), abs=1.0 / len(pos))
+
+
+def test_threshold_for_sensitivity_catches_that_share():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.1, 0.2])
+    positive = np.array([1, 1, 1, 1, 0, 0], bool)
+    t = metrics.threshold_for_sensitivity(scores, positive, 0.75)
+    assert np.mean(scores[positive] >= t) >= 0.75 and t == pytest.approx(0.7)
+
+
+def test_ece_of_a_perfectly_calibrated_and_an_overconfident_model():
+    y = np.array([0] * 8 + [1] * 2)
+    honest = np.tile([0.8, 0.2], (10, 1))  # right 80% of the time at 0.8 confidence
+    assert metrics.reliability(honest, y)["ece"] == pytest.approx(0.0, abs=1e-9)
+    overconfident = np.tile([0.99, 0.01], (10, 1))
+    assert metrics.reliability(overconfident, y)["ece"] == pytest.approx(0.19)
+
+
+def test_temperature_softmax_sums_to_one():
+    p = metrics.softmax(np.array([[2.0, 1.0, 0.0]]), temperature=2.0)
+    assert p.sum() == pytest.approx(1.0)
+    assert p[0, 0] < metrics.softmax(np.array([[2.0, 1.0, 0.0]]))[0, 0]

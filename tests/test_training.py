@@ -1,0 +1,134 @@
+"""Training side on real sample images laid out like the HAM10000 download."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+from PIL import Image, ImageOps
+
+from conftest import run_cli
+
+pytest.importorskip("tensorflow", reason="the training side needs TensorFlow (pip install '.[train]')")
+
+from training.data import index_dataset  # noqa: E402
+from training.splits import apply_split, make_split, read_split, write_split  # noqa: E402
+from training.data import DataError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ham_layout(tmp_path_factory, root):
+    """HAM10000_metadata.csv + HAM10000_images_part_1/2, built from the shipped samples: each
+    sample gives two lesions (original, mirrored) and a second image of the first lesion (flipped),
+    plus a metadata row without an image and an image without a row."""
+    base = tmp_path_factory.mktemp("ham")
+    parts = [base / "HAM10000_images_part_1", base / "HAM10000_images_part_2"]
+    for p in parts:
+        p.mkdir()
+    labels = list(csv.DictReader(open(root / "samples" / "lesions" / "labels.csv")))
+    rows, n = [], 0
+    for i, lab in enumerate(labels):
+        src = Image.open(root / "samples" / "lesions" / lab["path"])
+        for j, (lesion, img) in enumerate([(f"L{i}a", src), (f"L{i}a", ImageOps.flip(src)),
+                                           (f"L{i}b", ImageOps.mirror(src))]):
+            image_id = f"ISIC_{9000000 + n:07d}"
+            img.save(parts[n % 2] / f"{image_id}.jpg", quality=92)
+            rows.append({"lesion_id": lesion, "image_id": image_id, "dx": lab["label"], "dx_type": "histo",
+                         "age": "50.0", "sex": "male", "localization": "back"})
+            n += 1
+    rows.append({**rows[0], "image_id": "ISIC_0000001", "lesion_id": "L_missing"})  # no image file
+    shutil.copy(parts[0] / f"{rows[0]['image_id']}.jpg", parts[1] / "ISIC_7777777.jpg")  # no row
+    with open(base / "HAM10000_metadata.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return base
+
+
+def test_reader_matches_rows_and_reports_mismatches(ham_layout):
+    index = index_dataset(ham_layout)
+    assert len(index.records) == 48
+    assert index.rows_without_image == ["ISIC_0000001"]
+    assert [p.name for p in index.images_without_row] == ["ISIC_7777777.jpg"]
+    assert "1 metadata rows have no image" in index.summary()
+    with pytest.raises(DataError, match="lacks the columns"):
+        bad = ham_layout / "bad.csv"
+        bad.write_text("a,b\n1,2\n")
+        index_dataset(ham_layout, bad)
+
+
+def test_split_is_grouped_by_lesion_seeded_and_reusable(ham_layout, tmp_path):
+    records = index_dataset(ham_layout).records
+    assignment = make_split(records, seed=7)
+    assert assignment == make_split(records, seed=7)
+    lesion_split = {}
+    for r in records:
+        assert lesion_split.setdefault(r.lesion_id, assignment[r.image_id]) == assignment[r.image_id]
+    parts = apply_split(records, assignment)
+    assert all(parts[s] for s in ("train", "val", "test"))
+    path = tmp_path / "split.csv"
+    write_split(path, records, assignment)
+    assert read_split(path) == assignment
+    rows = path.read_text().splitlines()
+    first = rows[1].split(",")
+    crossing = [",".join([first[0] + "x", first[1], first[2], "test" if first[3] != "test" else "train"])]
+    path.write_text("\n".join(rows + crossing) + "\n")
+    with pytest.raises(DataError, match="is in both"):
+        read_split(path)
+
+
+def test_full_split_of_shared_data_never_shares_a_lesion():
+    """On the real metadata (10,015 rows, many lesions with several images) when it is here."""
+    from pathlib import Path
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000" / "HAM10000_metadata.csv"
+    if not shared.is_file():
+        pytest.skip("../shared HAM10000 metadata not present")
+    from training.data import Record
+
+    rows = list(csv.DictReader(open(shared)))
+    records = [Record(r["image_id"], r["lesion_id"], r["dx"], Path(".")) for r in rows]
+    assignment = make_split(records, seed=42)
+    by_lesion = {}
+    for r in records:
+        by_lesion.setdefault(r.lesion_id, set()).add(assignment[r.image_id])
+    assert all(len(s) == 1 for s in by_lesion.values())
+    share = {s: sum(v == s for v in assignment.values()) / len(rows) for s in ("train", "val", "test")}
+    assert 0.12 < share["test"] < 0.18 and 0.12 < share["val"] < 0.18
+
+
+def test_tiny_training_run_converts_to_every_format(ham_layout, tmp_path, lesion_images):
+    run = tmp_path / "run"
+    proc = run_cli("train", "--data", str(ham_layout), "--arch", "mobilenetv2", "--alpha", "0.35",
+                   "--input-size", "48", "--epochs", "1", "--fine-tune-epochs", "1", "--batch", "16",
+                   "--out", str(run), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("model.keras", "config.json", "split.csv", "history.csv", "calibration.json",
+                 "report/metrics.json", "report/confusion_matrix.png", "report/reliability.png",
+                 "report/summary.md"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "calibration.json").read_text())["temperature"] > 0
+    assert "balanced_accuracy" in json.loads((run / "report" / "metrics.json").read_text())
+
+    from edge.classifier import Classifier
+
+    for quant, extra in (("float32", []), ("float16", []), ("int8", ["--min-agreement", "0", "--max-ba-loss", "1"])):
+        out = tmp_path / f"bundle-{quant}"
+        proc = run_cli("convert", str(run), "--quantize", quant, "--out", str(out), "--representative", "20",
+                       *extra, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        clf = Classifier(out)
+        assert clf.bundle.meta["quantization"] == quant
+        assert (clf.spec.dtype == "uint8") == (quant == "int8")
+        res = clf.classify(lesion_images[0])
+        assert sum(res.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+        assert (out / "MODEL_CARD.md").read_text().count("not a diagnosis") >= 1
+        assert (out / "split.csv").read_bytes() == (run / "split.csv").read_bytes()
+        if quant == "float32":
+            assert clf.bundle.meta["metrics"]["verification"]["agreement"] == 1.0
+
+    refused = tmp_path / "refused"
+    proc = run_cli("convert", str(run), "--quantize", "float16", "--out", str(refused),
+                   "--min-agreement", "1.01", timeout=600)
+    assert proc.returncode == 1 and "refusing" in proc.stderr and not refused.exists()
