@@ -1,0 +1,96 @@
+"""``lesionlite serve``: the on-device web page, on loopback unless ``--expose`` is given.
+
+Served by waitress when it is installed (``pip install 'lesionlite[serve]'``), else by Flask's
+development server with a note.
+"""
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from edge.bundle import BundleError
+from edge.classifier import Classifier
+from edge.runtime import RuntimeUnavailable
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+FLASK_HINT = "lesionlite serve needs Flask: pip install 'lesionlite[serve]' (Flask and waitress)"
+
+SERVER_THREADS = 4
+"""Request threads: decoding runs in parallel, the interpreter is shared under its lock."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1; a non-loopback address needs --expose)")
+    p.add_argument("--port", type=int, default=8080, help="TCP port (default: 8080; 0 picks a free one)")
+    p.add_argument("--expose", action="store_true",
+                   help="allow a non-loopback --host: anyone on the network can then use the page "
+                        "(no login, no TLS)")
+    p.add_argument("--save-dir", metavar="DIR",
+                   help="keep each classified photo here under a server-made name, with a JSON sidecar "
+                        "holding its result (default: keep nothing)")
+    p.add_argument("--max-upload-mb", type=float, default=16.0, metavar="N",
+                   help="refuse larger uploads with 413 (default: 16)")
+
+
+def url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def make_server(app: Flask, sock: socket.socket, max_body: int) -> Callable[[], None]:
+    """The serving loop for ``app`` on the bound ``sock``: waitress if installed, else Flask's dev server."""
+    try:
+        from waitress import create_server
+    except ImportError:
+        from werkzeug.serving import make_server as dev_server
+
+        print("note: waitress is not installed (pip install 'lesionlite[serve]'); "
+              "using Flask's development server", file=sys.stderr)
+        host, port = sock.getsockname()[:2]
+        return dev_server(host, port, app, threaded=True, fd=sock.fileno()).serve_forever
+    return create_server(app, sockets=[sock], threads=SERVER_THREADS, max_request_body_size=max_body,
+                         ident="lesionlite").run
+
+
+def main(args: argparse.Namespace) -> int:
+    """Load the model once, bind, and serve; exit 0 on Ctrl-C."""
+    try:
+        from edge.serve.app import create_app, is_loopback
+    except ImportError as exc:
+        raise SystemExit(f"error: {FLASK_HINT} ({exc})") from None
+    if not is_loopback(args.host) and not args.expose:
+        raise SystemExit(f"error: --host {args.host} is not a loopback address; add --expose to let "
+                         "anyone on the network reach the page")
+    if args.max_upload_mb <= 0:
+        raise SystemExit("error: --max-upload-mb must be positive")
+    try:
+        clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)
+    except (BundleError, RuntimeUnavailable) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    try:
+        app = create_app(clf, args.save_dir, args.max_upload_mb, loopback_only=not args.expose)
+    except OSError as exc:
+        raise SystemExit(f"error: cannot use --save-dir {args.save_dir}: {exc.strerror}") from None
+    try:
+        sock = socket.create_server((args.host.strip("[]"), args.port),
+                                    family=socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    except OSError as exc:
+        raise SystemExit(f"error: cannot listen on {url(args.host, args.port)}: {exc.strerror}") from None
+    host, port = sock.getsockname()[:2]
+    if not is_loopback(host):
+        print(f"warning: listening on {host}: anyone on the network who can reach this device can use the "
+              "page and its API (no login, no TLS)", file=sys.stderr)
+    run = make_server(app, sock, 2 * app.config["MAX_CONTENT_LENGTH"] + (1 << 20))
+    print(f"lesionlite: model {clf.bundle.name} ({clf.bundle.sha256[:12]}), serving on {url(host, port)}",
+          file=sys.stderr, flush=True)
+    try:
+        run()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    return 0
+

@@ -1,0 +1,204 @@
+"""``lesionlite serve``: the JSON API and the server-rendered page, through Flask's test client.
+
+Uses the default (shipped) bundle, like the device does.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from edge.classifier import Classifier
+from edge.labels import DISCLAIMER
+from edge.result import DECISIONS
+from edge.serve import cli
+from edge.serve.app import create_app
+
+ROOT = Path(__file__).resolve().parents[1]
+LESIONS = sorted((ROOT / "samples/lesions").glob("*.jpg"))
+SAMPLE = LESIONS[0]
+
+
+@pytest.fixture(scope="module")
+def clf() -> Classifier:
+    return Classifier()
+
+
+@pytest.fixture(scope="module")
+def app(clf: Classifier):
+    return create_app(clf, max_upload_mb=1)
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+def post(client, data: bytes, filename: str = "photo.jpg", path: str = "/api/classify", **kwargs):
+    return client.post(path, data={"image": (io.BytesIO(data), filename)}, content_type="multipart/form-data",
+                       **kwargs)
+
+
+def answer(payload: dict) -> dict:
+    """A response without what legitimately varies between requests."""
+    return {k: v for k, v in payload.items() if k not in ("elapsed_ms", "saved")}
+
+
+def image_bytes(fmt: str, size: tuple[int, int] = (64, 48)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (180, 120, 100)).save(buf, fmt)
+    return buf.getvalue()
+
+
+def test_classify_sample_jpeg(client, clf: Classifier) -> None:
+    r = post(client, SAMPLE.read_bytes())
+    assert r.status_code == 200 and r.is_json
+    body = r.get_json()
+    expected = clf.classify(SAMPLE.read_bytes()).to_dict()
+    assert {k: body[k] for k in expected} == expected
+    assert body["decision"] in (*DECISIONS, "none") and body["reason"]
+    assert [t["code"] for t in body["top"]][0] == body["label"] and len(body["top"]) == 3
+    assert body["disclaimer"] == DISCLAIMER
+    assert body["model"] == {"name": clf.bundle.name, "version": clf.bundle.sha256[:12], "sha256": clf.bundle.sha256}
+    assert body["elapsed_ms"] > 0
+    assert "saved" not in body
+
+
+def test_model_and_health(client, clf: Classifier) -> None:
+    info = client.get("/api/model").get_json()
+    assert info["name"] == clf.bundle.name and info["sha256"] == clf.bundle.sha256
+    assert [lab["code"] for lab in info["labels"]] == clf.bundle.codes
+    assert (info["input"]["height"], info["input"]["width"]) == (clf.spec.height, clf.spec.width)
+    assert info["runtime"] == clf.runtime and info["quantization"] == clf.bundle.meta.get("quantization")
+    assert isinstance(info["metrics"], dict)
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    assert health.get_json() == {"status": "ok", "model": clf.bundle.name, "sha256": clf.bundle.sha256,
+                                 "runtime": clf.runtime}
+
+
+def test_page_form_and_result(client, clf: Classifier) -> None:
+    page = client.get("/").get_data(as_text=True)
+    assert 'enctype="multipart/form-data"' in page and 'action="/classify"' in page
+    assert 'accept="image/*" capture="environment"' in page
+    assert DISCLAIMER in page and clf.bundle.name in page and clf.bundle.sha256[:12] in page
+    r = post(client, SAMPLE.read_bytes(), path="/classify")
+    assert r.status_code == 200
+    html = r.get_data(as_text=True)
+    expected = clf.classify(SAMPLE.read_bytes())
+    assert f'class="result decision-{expected.decision}"' in html
+    assert expected.name in html and expected.reason.replace(">", "&gt;") in html
+    assert 'src="data:image/jpeg;base64,' in html and DISCLAIMER in html
+
+
+def test_security_headers_host_and_origin(client) -> None:
+    r = client.get("/")
+    assert "default-src 'none'" in r.headers["Content-Security-Policy"]
+    assert r.headers["X-Content-Type-Options"] == "nosniff" and r.headers["Cache-Control"] == "no-store"
+    rebound = client.get("/healthz", headers={"Host": "attacker.example"})
+    assert rebound.status_code == 400 and "Host" in rebound.get_json()["error"]
+    cross = post(client, SAMPLE.read_bytes(), headers={"Origin": "http://attacker.example"})
+    assert cross.status_code == 403
+    assert post(client, SAMPLE.read_bytes(), headers={"Origin": "http://localhost"}).status_code == 200
+
+
+def test_exposed_app_accepts_any_host(clf: Classifier) -> None:
+    client = create_app(clf, loopback_only=False).test_client()
+    assert client.get("/healthz", headers={"Host": "lesionlite.local:8080"}).status_code == 200
+
+
+def test_upload_too_large(client) -> None:
+    big = b"\xff\xd8" + bytes(1024 * 1024 + 10)
+    r = post(client, big)
+    assert r.status_code == 413 and "1 MB" in r.get_json()["error"]
+    page = post(client, big, path="/classify")
+    assert page.status_code == 413 and "1 MB limit" in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("name, data", [
+    ("zero-byte", b""),
+    ("text", b"hello, this is a text file\n"),
+    ("truncated", SAMPLE.read_bytes()[: SAMPLE.stat().st_size // 2]),
+    ("corrupt", SAMPLE.read_bytes()[:200] + bytes(range(256)) * 40),
+    ("ppm", image_bytes("PPM")),
+])
+def test_bad_images_are_400_with_a_reason(client, name: str, data: bytes) -> None:
+    r = post(client, data)
+    assert r.status_code == 400, name
+    assert r.get_json()["error"] and r.get_json()["status"] == 400
+    page = post(client, data, path="/classify")
+    assert page.status_code == 400 and 'id="error"' in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "BMP", "GIF", "TIFF"])
+def test_other_formats_are_accepted(client, fmt: str) -> None:
+    assert post(client, image_bytes(fmt), filename=f"x.{fmt.lower()}").status_code == 200
+
+
+def test_missing_field(client) -> None:
+    r = client.post("/api/classify", data={"photo": (io.BytesIO(SAMPLE.read_bytes()), "a.jpg")},
+                    content_type="multipart/form-data")
+    assert r.status_code == 400 and "'image'" in r.get_json()["error"]
+    assert client.post("/api/classify").status_code == 400
+
+
+def test_wrong_paths_and_methods(client) -> None:
+    r = client.get("/api/nope")
+    assert r.status_code == 404 and r.is_json
+    r = client.get("/api/classify")
+    assert r.status_code == 405 and r.is_json and "POST" in r.headers["Allow"]
+    assert client.post("/api/model").status_code == 405
+    assert client.delete("/healthz").get_json()["status"] == 405
+    page = client.get("/nope")
+    assert page.status_code == 404 and page.mimetype == "text/html"
+    assert client.get("/classify").status_code == 405
+
+
+def test_concurrent_requests_do_not_mix(app) -> None:
+    paths = [*LESIONS[:6], *sorted((ROOT / "samples/fullres").glob("*.jpg")), ROOT / "samples/non-lesion/parrot.jpg"]
+    distinct: dict[str, tuple[bytes, dict]] = {}
+    for path in paths:
+        single = answer(post(app.test_client(), path.read_bytes()).get_json())
+        distinct.setdefault(json.dumps(single["probabilities"], sort_keys=True), (path.read_bytes(), single))
+    cases = list(distinct.values())
+    assert len(cases) >= 3, "the samples must give different answers for this test to mean anything"
+
+    def one(i: int) -> tuple[int, dict]:
+        return i, answer(post(app.test_client(), cases[i][0]).get_json())
+
+    with ThreadPoolExecutor(6) as pool:
+        for i, got in pool.map(one, [i % len(cases) for i in range(6 * len(cases))]):
+            assert got == cases[i][1]
+
+
+def test_save_dir_uses_server_names(clf: Classifier, tmp_path: Path) -> None:
+    client = create_app(clf, save_dir=tmp_path / "kept").test_client()
+    data = SAMPLE.read_bytes()
+    body = post(client, data, filename="../../Jane Doe.jpg").get_json()
+    assert post(client, b"not an image").status_code == 400
+    kept = sorted((tmp_path / "kept").iterdir())
+    assert [p.name for p in kept] == [f"{body['saved']}.jpg", f"{body['saved']}.json"]
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{12}", body["saved"])
+    assert kept[0].read_bytes() == data
+    sidecar = json.loads(kept[1].read_text())
+    assert answer(sidecar) == {**answer(body), "image": kept[0].name, "image_sha256": sidecar["image_sha256"],
+                               "received": sidecar["received"]}
+    assert "Jane" not in kept[1].read_text()
+    assert (tmp_path / "kept").stat().st_mode & 0o077 == 0
+    assert list(tmp_path.iterdir()) == [tmp_path / "kept"]
+
+
+def test_cli_refuses_network_host_without_expose() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model")  # the edge commands' shared option, added before serve's own
+    cli.add_arguments(p)
+    args = p.parse_args(["--host", "0.0.0.0", "--model", "m"])
+    assert args.model == "m" and args.port == 8080 and not args.expose and args.save_dir is None
+    with pytest.raises(SystemExit, match="--expose"):
+        cli.main(args)
