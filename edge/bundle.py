@@ -151,6 +151,17 @@ def _bare_or_embedded(model_path: Path, labels_file: str | None) -> Bundle:
     return Bundle(model_path, labels, None, OutputSpec(kind="auto"))
 
 
+def bare_input_spec(height: int, width: int, dtype: str) -> InputSpec:
+    """The usual convention of third-party image models: a quantized input holds the pixel
+    bytes themselves (its scale maps them to the model's own normalization); a float input
+    takes pixels scaled to [-1, 1]."""
+    if dtype == "uint8":
+        return InputSpec(height, width, dtype)
+    if dtype == "int8":
+        return InputSpec(height, width, dtype, zero_point=-128)
+    return InputSpec(height, width, dtype, mean=127.5, std=127.5)
+
+
 def check_interpreter(bundle: Bundle, input_detail: dict[str, Any], output_detail: dict[str, Any]) -> Bundle:
     """Refuse a bundle whose metadata disagrees with the model; fill in a bare bundle's specs."""
     in_shape = [int(v) for v in input_detail["shape"]]
@@ -167,7 +178,7 @@ def check_interpreter(bundle: Bundle, input_detail: dict[str, Any], output_detai
             raise BundleError(f"labels file has {len(bundle.labels)} labels but the model outputs {n_out}")
         if not bundle.labels:
             bundle.labels = [(str(i), f"class {i}") for i in range(n_out)]
-        bundle.input = InputSpec(in_shape[1], in_shape[2], in_dtype, float(in_q[0]) or 1.0, int(in_q[1]))
+        bundle.input = bare_input_spec(in_shape[1], in_shape[2], in_dtype)
         bundle.output = OutputSpec("auto", out_dtype, float(out_q[0]), int(out_q[1]))
         return bundle
     spec, out = bundle.input, bundle.output

@@ -24,12 +24,19 @@ def probabilities(raw: np.ndarray, spec: OutputSpec, temperature: float = 1.0) -
     values = dequantize(raw, spec)
     kind = spec.kind
     if kind == "auto":
-        sums = values.sum(axis=-1)
-        kind = "probabilities" if np.all(values >= 0) and np.allclose(sums, 1.0, atol=0.05) else "logits"
+        kind = "probabilities" if _looks_like_probabilities(values, spec) else "logits"
     if kind == "probabilities":
         values = np.clip(values, 0.0, None)
         return values / np.maximum(values.sum(axis=-1, keepdims=True), 1e-12)
     return softmax(values, temperature).astype(np.float32)
+
+
+def _looks_like_probabilities(values: np.ndarray, spec: OutputSpec) -> bool:
+    """A bare model's output is a softmax when it is quantized in steps of 1/256 from zero, or,
+    in float, non-negative and summing to one."""
+    if spec.dtype in ("uint8", "int8"):
+        return abs(spec.scale * 256 - 1) < 0.01 and spec.zero_point in (0, -128)
+    return bool(np.all(values >= 0) and np.allclose(values.sum(axis=-1), 1.0, atol=0.02))
 
 
 @dataclass

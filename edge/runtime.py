@@ -8,7 +8,7 @@ RUNTIMES: dict[str, tuple[str, str]] = {
     # name: (module holding Interpreter, pip package)
     "ai-edge-litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
     "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime"),
-    "tensorflow": ("tensorflow.lite", "tensorflow"),
+    "tensorflow": ("tensorflow.lite.python.interpreter", "tensorflow"),
 }
 
 
