@@ -35,12 +35,17 @@ def _timed(fn, runs: int) -> list[float]:
     return out
 
 
-def default_image() -> bytes:
-    """A shipped 224 px sample JPEG when the repo's samples are there, else a synthetic JPEG."""
+def sample_image() -> Path | None:
+    """The first shipped 224 px sample JPEG, when the repo's samples are there."""
     samples = Path(__file__).resolve().parent.parent / "samples" / "lesions"
     found = sorted(samples.glob("*.jpg")) if samples.is_dir() else []
-    if found:
-        return found[0].read_bytes()
+    return found[0] if found else None
+
+
+def default_image() -> bytes:
+    """A shipped sample JPEG, else a synthetic 224 px JPEG."""
+    if sample_image():
+        return sample_image().read_bytes()
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -98,6 +103,44 @@ def run(model: str | None, image: bytes, runs: int, warmup: int, threads: int | 
     return result
 
 
+def folder_throughput(model: str | None, folder: str, workers: int, threads: int | None, runtime: str,
+                      labels: str | None) -> dict:
+    """Images per second of ``lesionlite classify``'s pipeline over a folder, against the
+    invoke-only bound (one invoke after another on a ready input)."""
+    from edge.batch import classify_paths, find_images
+
+    paths = find_images([folder])
+    if not paths:
+        raise SystemExit(f"error: no images in {folder}")
+    clf = Classifier(model, threads, runtime, labels)
+    interp = clf.interpreter
+    interp.set_tensor(clf._input["index"], to_input(clf.preprocess(paths[0]), clf.spec)[None])
+    bound_ms = stats(_timed(interp.invoke, 50))["p50"]
+    t = time.perf_counter()
+    n = sum(1 for row in classify_paths(clf, paths, workers) if not row.error)
+    rate = n / (time.perf_counter() - t)
+    bound = 1e3 / bound_ms
+    return {"folder": folder, "images": n, "workers": workers, "images_per_s": rate,
+            "invoke_bound_per_s": bound, "ratio": rate / bound}
+
+
+def cold_start(image: str, repeats: int = 3) -> dict:
+    """Wall time of ``lesionlite classify IMAGE`` in a fresh process, next to ``import tensorflow``."""
+    import subprocess
+
+    def wall(cmd: list[str]) -> float | None:
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            if subprocess.run(cmd, capture_output=True).returncode != 0:
+                return None
+            times.append(time.perf_counter() - t)
+        return float(np.median(times)) * 1e3
+
+    return {"classify_one_ms": wall([sys.executable, "-m", "edge.cli", "classify", image]),
+            "import_tensorflow_ms": wall([sys.executable, "-c", "import tensorflow"])}
+
+
 def format_report(r: dict) -> str:
     lines = [f"model {r['name']} ({r['size_mb']} MB, input {r['input'][0]}x{r['input'][1]} {r['input'][2]}) "
              f"on {r['runtime']}, threads {r['threads'] or 'default'}",
@@ -113,6 +156,15 @@ def format_report(r: dict) -> str:
     if r["sweep"]:
         lines.append("threads sweep (invoke p50 ms): "
                      + ", ".join(f"{s['threads']}: {s['invoke_p50_ms']:.2f}" for s in r["sweep"]))
+    if "folder" in r:
+        f = r["folder"]
+        lines.append(f"folder {f['folder']}: {f['images']} images at {f['images_per_s']:.1f}/s with {f['workers']} "
+                     f"decode workers; invoke-only bound {f['invoke_bound_per_s']:.1f}/s (ratio {f['ratio']:.2f})")
+    if "cold_start" in r:
+        c = r["cold_start"]
+        tf_ms = f"{c['import_tensorflow_ms']:.0f} ms" if c["import_tensorflow_ms"] else "not installed"
+        lines.append(f"cold start: lesionlite classify one image {c['classify_one_ms']:.0f} ms; "
+                     f"python -c 'import tensorflow' {tf_ms}")
     if "ratio" in r:
         lines.append(f"ours / reference ({Path(r['reference']['model']).name}), p50: "
                      f"invoke {r['ratio']['invoke_ms']:.2f}, end to end {r['ratio']['end_to_end_ms']:.2f}")
@@ -127,6 +179,10 @@ def add_arguments(p) -> None:
                                        "tf2_mobilenet_v2_1.0_224_ptq.tflite")
     p.add_argument("--sweep", type=int, nargs="*", default=None,
                    help="thread counts to sweep (default: 1 .. CPU count; give none to skip)")
+    p.add_argument("--folder", help="also time classifying this folder (images/s against the invoke bound)")
+    p.add_argument("--workers", type=int, default=2, help="decode workers for --folder")
+    p.add_argument("--cold-start", action="store_true",
+                   help="also time `lesionlite classify` in a fresh process next to `import tensorflow`")
     p.add_argument("--json", help="write the figures to this JSON file")
 
 
@@ -140,6 +196,14 @@ def main(args) -> int:
     sweep = args.sweep if args.sweep is not None else sorted({1, 2, os.cpu_count() or 1})
     r = run(args.model, image, args.runs, args.warmup, args.threads, args.runtime, args.labels_file,
             args.reference, sweep)
+    if args.folder:
+        r["folder"] = folder_throughput(args.model, args.folder, args.workers, args.threads, args.runtime,
+                                        args.labels_file)
+    if args.cold_start:
+        image_path = args.image or sample_image()
+        if not image_path:
+            raise SystemExit("error: --cold-start needs --image FILE")
+        r["cold_start"] = cold_start(str(image_path))
     print(format_report(r))
     if args.json:
         atomic_write_text(args.json, json.dumps(r, indent=2))
