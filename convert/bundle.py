@@ -179,10 +179,10 @@ def _write_bundle(out: Path, run: Run, meta: dict, model_bytes: bytes) -> None:
         (stage / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         (stage / LABELS_FILE).write_text("".join(f"{lab['code']}\t{lab['name']}\n" for lab in meta["labels"]))
         (stage / "MODEL_CARD.md").write_text(model_card(meta))
-        shutil.copy(run.path / "split.csv", stage / "split.csv")
+        shutil.copyfile(run.path / "split.csv", stage / "split.csv")
         for png in ("confusion_matrix.png", "reliability.png"):
             if (run.path / "report" / png).is_file():
-                shutil.copy(run.path / "report" / png, stage / png)
+                shutil.copyfile(run.path / "report" / png, stage / png)
         stage.chmod(0o755)
         if out.exists():
             old = out.with_name(f".{out.name}.old")

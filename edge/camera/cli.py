@@ -1,0 +1,74 @@
+"""``lesionlite camera``: point-and-shoot live classification. The model options (``--model``,
+``--threads``, ``--runtime``, ``--labels``) come from the shared parent parser in :mod:`edge.cli`."""
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from pathlib import Path
+from typing import Callable
+
+from edge.bundle import BundleError
+from edge.camera.controls import ControlError, Controls
+from edge.camera.display import DISPLAYS, DisplayError, make_display
+from edge.camera.loop import Grabber, LiveLoop, prepare
+from edge.camera.shots import ShotStore
+from edge.camera.sources import SourceError, open_source
+from edge.classifier import Classifier
+from edge.labels import DISCLAIMER
+from edge.runtime import RuntimeUnavailable
+
+
+def _positive(kind: type) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", default="auto", metavar="SOURCE",
+                   help="auto (picamera2, else OpenCV camera 0), picamera2, opencv:INDEX, "
+                        "or replay:PATH (a video file or a folder of images, looped) [auto]")
+    p.add_argument("--display", choices=DISPLAYS, default="auto",
+                   help="overlay on the Pi camera preview, an OpenCV window, or headless "
+                        "(annotated frames to disk + status line) [auto]")
+    p.add_argument("--save-dir", type=Path, default=Path("captures"),
+                   help="where shots (JPEG + JSON) are saved [captures]")
+    p.add_argument("--frames-dir", type=Path, default=None,
+                   help="headless: where annotated frames go [SAVE_DIR/.frames, hidden so that "
+                        "`lesionlite classify SAVE_DIR` sees only the shots]")
+    p.add_argument("--frame-every", type=int, default=10, metavar="N",
+                   help="headless: write every Nth annotated frame; 0 writes none [10]")
+    p.add_argument("--frames", type=_positive(int), default=None, metavar="N", help="stop after N frames")
+    p.add_argument("--auto-shoot", type=_positive(float), default=None, metavar="SECONDS",
+                   help="take a shot every SECONDS")
+    p.add_argument("--tta", action="store_true", help="shots average the four flips (4x slower)")
+    p.add_argument("--fps", type=_positive(float), default=10.0, help="replay: frames per second [10]")
+    p.add_argument("--gpio-pin", type=int, default=None, metavar="PIN",
+                   help="a shutter button between this GPIO pin (BCM) and ground (needs gpiozero)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the camera; returns 0, or 1 with a one-line message when something is unavailable."""
+    try:
+        classifier = Classifier(args.model, args.threads, args.runtime, args.labels_file)
+    except (BundleError, RuntimeUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    frames_dir = args.frames_dir or args.save_dir / ".frames"
+    try:
+        with open_source(args.source, args.fps, preview=args.display in ("auto", "overlay")) as source, \
+                make_display(args.display, source, frames_dir, args.frame_every) as display, \
+                Controls(args.gpio_pin, args.auto_shoot) as controls:
+            store = ShotStore(args.save_dir, source.name, classifier, args.tta)
+            print(DISCLAIMER, file=sys.stderr)
+            with Grabber(source, functools.partial(prepare, classifier)) as grabber:
+                return LiveLoop(classifier, grabber, display, controls, store, args.frames, args.tta).run()
+    except (SourceError, DisplayError, ControlError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
