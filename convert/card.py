@@ -1,6 +1,8 @@
 """MODEL_CARD.md, generated from a bundle's metadata."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from edge.labels import DISCLAIMER
 
 ATTRIBUTION = (
@@ -43,8 +45,8 @@ to rule out skin cancer.
   probability is below {thr['confidence_floor']:.2f}, else `monitor`. It never says "benign".
 
 ## Data
-HAM10000 dermoscopic images (7 classes: akiec, bcc, bkl, df, mel, nv, vasc), from
-`{tr['data']}`. Split grouped by `lesion_id` (no lesion in two splits), stratified by diagnosis,
+HAM10000 dermoscopic images (7 classes: akiec, bcc, bkl, df, mel, nv, vasc), {sum(tr['counts'].values())}
+images from the folder `{Path(tr['data']).name}`. Split grouped by `lesion_id` (no lesion in two splits), stratified by diagnosis,
 seed {tr['seed']}: {tr['counts']}; split file sha256 `{tr['split_sha256']}` (`split.csv` here).
 The population is mostly fair-skinned (Austria, Australia); dx labels are histopathology for most
 malignant cases and follow-up/expert consensus for many benign ones.

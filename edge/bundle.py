@@ -18,7 +18,7 @@ SCHEMA = "lesionlite.bundle/1"
 METADATA_FILE = "metadata.json"
 MODEL_FILE = "model.tflite"
 LABELS_FILE = "labels.txt"
-DEFAULT_BUNDLE = "ham10000-mobilenetv2"
+DEFAULT_BUNDLE = "ham10000-efficientnet-lite0"
 MODELS_ENV = "LESIONLITE_MODEL"
 SELF_REFERENTIAL = ("sha256", "size_bytes")
 """Metadata fields that describe the final file, so they cannot be embedded in it."""
