@@ -132,3 +132,31 @@ def test_tiny_training_run_converts_to_every_format(ham_layout, tmp_path, lesion
     proc = run_cli("convert", str(run), "--quantize", "float16", "--out", str(refused),
                    "--min-agreement", "1.01", timeout=600)
     assert proc.returncode == 1 and "refusing" in proc.stderr and not refused.exists()
+
+
+def test_ctrl_c_keeps_the_best_checkpoint_and_still_reports(ham_layout, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    run = tmp_path / "interrupted"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "train", "--data", str(ham_layout), "--arch",
+                             "seed-cnn", "--input-size", "24", "32", "--epochs", "500", "--patience", "500",
+                             "--batch", "8", "--out", str(run)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    for line in proc.stdout:
+        if "saved model.keras" in line or time.time() > deadline:
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, rest[-2000:]
+    assert "interrupted: keeping the best checkpoint" in rest
+    assert (run / "model.keras").is_file() and (run / "report" / "summary.md").is_file()
+    assert (run / "calibration.json").is_file()
