@@ -1,8 +1,12 @@
 """Pick a LiteRT interpreter: ai-edge-litert, else tflite-runtime, else TensorFlow's tf.lite."""
 from __future__ import annotations
 
+import contextlib
 import importlib
-from typing import Any
+import os
+import sys
+import tempfile
+from typing import Any, Iterator
 
 RUNTIMES: dict[str, tuple[str, str]] = {
     # name: (module holding Interpreter, pip package)
@@ -31,12 +35,32 @@ def interpreter_class(runtime: str = "auto") -> tuple[type, str]:
     raise RuntimeUnavailable(f"no LiteRT interpreter found ({'/'.join(names)}): pip install {wanted}")
 
 
+@contextlib.contextmanager
+def _native_log_filtered() -> Iterator[None]:
+    """Hold back the native runtime's ``INFO:`` lines (e.g. "Created TensorFlow Lite XNNPACK
+    delegate") written to file descriptor 2; anything else is passed on to stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            kept = [line for line in log.read().decode(errors="replace").splitlines(keepends=True)
+                    if not line.startswith("INFO:")]
+            sys.stderr.write("".join(kept))
+
+
 def make_interpreter(model_path: str, threads: int | None = None, runtime: str = "auto") -> tuple[Any, str]:
     """Build and allocate an interpreter for ``model_path``; returns it and the runtime's name."""
     cls, name = interpreter_class(runtime)
     try:
-        interp = cls(model_path=str(model_path), num_threads=threads)
-        interp.allocate_tensors()
+        with _native_log_filtered():
+            interp = cls(model_path=str(model_path), num_threads=threads)
+            interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RuntimeUnavailable(f"{name} cannot load {model_path}: {first}") from None

@@ -202,3 +202,34 @@ def test_cli_refuses_network_host_without_expose() -> None:
     assert args.model == "m" and args.port == 8080 and not args.expose and args.save_dir is None
     with pytest.raises(SystemExit, match="--expose"):
         cli.main(args)
+
+
+def test_live_camera_view_from_a_replayed_source(clf: Classifier):
+    import time
+
+    from edge.camera.sources import open_source
+    from edge.serve.live import LiveView
+
+    live = LiveView(open_source(f"replay:{ROOT / 'samples/lesions'}", fps=20), clf, interval=0.05).start()
+    try:
+        client = create_app(clf, live=live).test_client()
+        deadline = time.time() + 30
+        while (status := client.get("/api/live").get_json()).get("state") != "live" and time.time() < deadline:
+            time.sleep(0.05)
+        assert status["state"] == "live" and status["result"]["label"] in clf.bundle.codes
+        image = client.get("/live.jpg")
+        assert image.status_code == 200 and image.mimetype == "image/jpeg"
+        assert Image.open(io.BytesIO(image.data)).size[1] >= 224
+        page = client.get("/live").get_data(as_text=True)
+        assert "refresh" in page and DISCLAIMER in page and "live.jpg" in page
+        assert 'href="/live"' in client.get("/").get_data(as_text=True)
+    finally:
+        live.stop()
+    assert create_app(clf).test_client().get("/api/live").status_code == 404
+
+
+def test_serve_refuses_a_missing_camera_in_one_line(tmp_path):
+    from conftest import run_cli
+
+    proc = run_cli("serve", "--port", "0", "--camera", f"replay:{tmp_path / 'nothing'}", timeout=120)
+    assert proc.returncode != 0 and proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr

@@ -19,12 +19,13 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, jsonify, render_template, request
 from PIL import Image
-from werkzeug.exceptions import BadRequest, Forbidden, HTTPException
+from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotFound, ServiceUnavailable
 
 from edge.classifier import Classifier
 from edge.io import atomic_write_bytes, atomic_write_text
 from edge.labels import DISCLAIMER
 from edge.preprocess import ImageError, load_image
+from edge.serve.live import LiveView
 
 FIELD = "image"
 """The multipart field holding the photo, for the page's form and for ``POST /api/classify``."""
@@ -106,8 +107,9 @@ def preview(data: bytes, side: int = PREVIEW_SIDE) -> str:
 
 
 def create_app(classifier: Classifier | None = None, save_dir: str | Path | None = None,
-               max_upload_mb: float = 16.0, loopback_only: bool = True) -> Flask:
-    """The Flask app around ``classifier`` (default: the shipped bundle).
+               max_upload_mb: float = 16.0, loopback_only: bool = True, live: LiveView | None = None) -> Flask:
+    """The Flask app around ``classifier`` (default: the shipped bundle); ``live`` adds the
+    camera view (``/live``, ``/live.jpg``, ``/api/live``).
 
     ``loopback_only`` refuses requests whose ``Host`` is not a loopback name (DNS rebinding);
     cross-origin POSTs are always refused.
@@ -122,7 +124,7 @@ def create_app(classifier: Classifier | None = None, save_dir: str | Path | None
     too_large = f"upload larger than the {max_upload_mb:g} MB limit"
 
     def wants_json() -> bool:
-        return request.path.startswith("/api/") or request.path == "/healthz"
+        return request.path.startswith("/api/") or request.path in ("/healthz", "/live.jpg")
 
     def classify_upload() -> tuple[bytes, dict]:
         """The uploaded bytes and the API payload; HTTP errors for bad input."""
@@ -154,7 +156,7 @@ def create_app(classifier: Classifier | None = None, save_dir: str | Path | None
 
     @app.context_processor
     def page_context() -> dict:
-        return {"model": info, "disclaimer": DISCLAIMER, "saving": save is not None}
+        return {"model": info, "disclaimer": DISCLAIMER, "saving": save is not None, "live": live is not None}
 
     @app.after_request
     def add_headers(response: Response) -> Response:
@@ -186,6 +188,26 @@ def create_app(classifier: Classifier | None = None, save_dir: str | Path | None
     @app.get("/api/model")
     def model() -> Response:
         return jsonify(info)
+
+    def live_view() -> LiveView:
+        if live is None:
+            raise NotFound("no camera is attached: start the server with --camera SOURCE")
+        return live
+
+    @app.get("/live")
+    def live_page() -> str:
+        return render_template("live.html", status=live_view().latest()[1])
+
+    @app.get("/live.jpg")
+    def live_image() -> Response:
+        jpeg, status = live_view().latest()
+        if jpeg is None:
+            raise ServiceUnavailable(status.get("error", "no camera frame yet"))
+        return Response(jpeg, mimetype="image/jpeg")
+
+    @app.get("/api/live")
+    def live_status() -> Response:
+        return jsonify(live_view().latest()[1])
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING
 
 from edge.bundle import BundleError
 from edge.classifier import Classifier
+from edge.camera.sources import SourceError, open_source
 from edge.runtime import RuntimeUnavailable
 
 if TYPE_CHECKING:
     from flask import Flask
+
+    from edge.serve.live import LiveView
 
 FLASK_HINT = "lesionlite serve needs Flask: pip install 'lesionlite[serve]' (Flask and waitress)"
 
@@ -36,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "holding its result (default: keep nothing)")
     p.add_argument("--max-upload-mb", type=float, default=16.0, metavar="N",
                    help="refuse larger uploads with 413 (default: 16)")
+    p.add_argument("--camera", metavar="SOURCE",
+                   help="also show a live camera view at /live: auto, picamera2, opencv:INDEX or replay:PATH")
 
 
 def url(host: str, port: int) -> str:
@@ -72,8 +77,29 @@ def main(args: argparse.Namespace) -> int:
         clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)
     except (BundleError, RuntimeUnavailable) as exc:
         raise SystemExit(f"error: {exc}") from None
+    live = _start_live(args.camera, clf) if args.camera else None
     try:
-        app = create_app(clf, args.save_dir, args.max_upload_mb, loopback_only=not args.expose)
+        return _serve(args, clf, live)
+    finally:
+        if live:
+            live.stop()
+
+
+def _start_live(spec: str, clf: Classifier) -> LiveView:
+    """The camera view's thread over the source ``spec``; a one-line error if it cannot open."""
+    from edge.serve.live import LiveView
+
+    try:
+        return LiveView(open_source(spec), clf).start()
+    except SourceError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def _serve(args: argparse.Namespace, clf: Classifier, live: LiveView | None) -> int:
+    from edge.serve.app import create_app, is_loopback
+
+    try:
+        app = create_app(clf, args.save_dir, args.max_upload_mb, loopback_only=not args.expose, live=live)
     except OSError as exc:
         raise SystemExit(f"error: cannot use --save-dir {args.save_dir}: {exc.strerror}") from None
     try:
