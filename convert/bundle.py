@@ -131,24 +131,26 @@ def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str |
     float_probs = softmax(float_logits, temperature)
 
     candidates = [True, False] if quantize == "int8" else [False]  # int8 logits first, then float logits
-    refusals = []
+    passed, refusals = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for int8_output in candidates:
-            path = Path(tmp) / MODEL_FILE
+        for i, int8_output in enumerate(candidates):
+            path = Path(tmp) / f"candidate{i}.tflite"
             path.write_bytes(convert(run.model, quantize, representative, int8_output))
-            probe = Classifier(path, threads=threads)
+            probe = Classifier(path, threads=threads)  # a bare load, to read the tensors' details
             meta = build_metadata(run, out.name, quantize, probe._input, probe._output)
-            clf = Classifier(from_metadata(meta, path), threads=threads)
-            check, lite_probs = verify(clf, x_check, y_check, float_probs)
+            check, lite_probs = verify(Classifier(from_metadata(meta, path), threads=threads),
+                                       x_check, y_check, float_probs)
             failures = check.failures(min_agreement, max_ba_loss)
-            if not failures and check.top1_ties == 0:
-                break
-            refusals.append(f"{'int8' if int8_output else 'float'} logits: "
-                            + ("; ".join(failures) or f"{check.top1_ties:.2%} top-1 ties"))
-        else:
+            kind = "int8" if int8_output else "float"
             if failures:
-                raise ConversionRefused(f"refusing {quantize} conversion: " + " | ".join(refusals))
-        model_bytes = path.read_bytes()
+                refusals.append(f"{kind} logits: " + "; ".join(failures))
+                continue
+            passed.append((check.top1_ties, i, path.read_bytes(), meta, check, lite_probs))
+            if check.top1_ties == 0:
+                break
+    if not passed:
+        raise ConversionRefused(f"refusing {quantize} conversion: " + " | ".join(refusals))
+    _, _, model_bytes, meta, check, lite_probs = min(passed, key=lambda c: c[:2])  # fewest ties, then order
     n_val = len(arrays["val"][1])
     meta["metrics"] = _metrics(check, arrays, float_probs[n_val:], lite_probs[n_val:], run.config["classes"])
     _write_bundle(out, run, meta, model_bytes)

@@ -6,7 +6,7 @@ import json
 import shlex
 import sys
 
-QUANTIZATIONS = ("int8", "float16", "float32")
+from convert.tflite import QUANTIZATIONS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -161,11 +161,13 @@ def main(args) -> int:
 
     fmt = args.format or (Path(args.output).suffix.lstrip(".").lower() if args.output else "table")
     if fmt not in FORMATS:
-        fmt = "csv"
+        raise SystemExit(f"error: cannot tell the format of {args.output}: name it .csv or .jsonl, or pass --format")
     if args.resume and not args.output:
         raise SystemExit("error: --resume needs --output")
-    if fmt == "table" and args.output:
-        raise SystemExit("error: --format table prints to the terminal; use csv or jsonl with --output")
+    if (fmt == "table") != (not args.output):
+        raise SystemExit("error: --format table prints to the terminal; csv and jsonl need --output FILE")
+    if args.output and not Path(args.output).resolve().parent.is_dir():
+        raise SystemExit(f"error: no such folder for --output: {Path(args.output).parent}")
     paths = find_images(args.paths)
     if not paths:
         raise SystemExit("error: no image files found in " + " ".join(args.paths))

@@ -124,8 +124,9 @@ def folder_throughput(model: str | None, folder: str, workers: int, threads: int
             "invoke_bound_per_s": bound, "ratio": rate / bound}
 
 
-def cold_start(image: str, repeats: int = 3) -> dict:
-    """Wall time of ``lesionlite classify IMAGE`` in a fresh process, next to ``import tensorflow``."""
+def cold_start(image: str, model_args: list[str], repeats: int = 3) -> dict:
+    """Wall time of ``lesionlite classify IMAGE`` in a fresh process, next to ``import tensorflow``
+    (None where the command failed or TensorFlow is not installed)."""
     import subprocess
 
     def wall(cmd: list[str]) -> float | None:
@@ -137,7 +138,7 @@ def cold_start(image: str, repeats: int = 3) -> dict:
             times.append(time.perf_counter() - t)
         return float(np.median(times)) * 1e3
 
-    return {"classify_one_ms": wall([sys.executable, "-m", "edge.cli", "classify", image]),
+    return {"classify_one_ms": wall([sys.executable, "-m", "edge.cli", "classify", image, *model_args]),
             "import_tensorflow_ms": wall([sys.executable, "-c", "import tensorflow"])}
 
 
@@ -162,9 +163,11 @@ def format_report(r: dict) -> str:
                      f"decode workers; invoke-only bound {f['invoke_bound_per_s']:.1f}/s (ratio {f['ratio']:.2f})")
     if "cold_start" in r:
         c = r["cold_start"]
-        tf_ms = f"{c['import_tensorflow_ms']:.0f} ms" if c["import_tensorflow_ms"] else "not installed"
-        lines.append(f"cold start: lesionlite classify one image {c['classify_one_ms']:.0f} ms; "
-                     f"python -c 'import tensorflow' {tf_ms}")
+        def ms(v: float | None, missing: str) -> str:
+            return f"{v:.0f} ms" if v is not None else missing
+
+        lines.append(f"cold start: lesionlite classify one image {ms(c['classify_one_ms'], 'failed')}; "
+                     f"python -c 'import tensorflow' {ms(c['import_tensorflow_ms'], 'not installed')}")
     if "ratio" in r:
         lines.append(f"ours / reference ({Path(r['reference']['model']).name}), p50: "
                      f"invoke {r['ratio']['invoke_ms']:.2f}, end to end {r['ratio']['end_to_end_ms']:.2f}")
@@ -203,7 +206,10 @@ def main(args) -> int:
         image_path = args.image or sample_image()
         if not image_path:
             raise SystemExit("error: --cold-start needs --image FILE")
-        r["cold_start"] = cold_start(str(image_path))
+        model_args = [a for flag, v in (("--model", args.model), ("--runtime", args.runtime),
+                                        ("--threads", args.threads), ("--labels", args.labels_file))
+                      if v is not None for a in (flag, str(v))]
+        r["cold_start"] = cold_start(str(image_path), model_args)
     print(format_report(r))
     if args.json:
         atomic_write_text(args.json, json.dumps(r, indent=2))

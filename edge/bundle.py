@@ -103,7 +103,7 @@ def load_bundle(path: str | Path | None = None, labels_file: str | None = None) 
     """Load and validate a bundle directory, a ``.tflite`` inside one, or a bare ``.tflite``."""
     path = Path(path) if path else default_bundle_path()
     if path.is_dir():
-        meta_path, model_path = path / METADATA_FILE, path / MODEL_FILE
+        meta_path = path / METADATA_FILE
         if not meta_path.is_file():
             raise BundleError(f"{path} is not a model bundle: no {METADATA_FILE}")
     elif path.is_file():
@@ -115,9 +115,11 @@ def load_bundle(path: str | Path | None = None, labels_file: str | None = None) 
         raise BundleError(f"model not found: {path}{hint}")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"unreadable {meta_path}: {exc}") from None
-    if meta.get("model_file", MODEL_FILE) != model_path.name:
+    if path.is_dir():
+        model_path = path / Path(str(meta.get("model_file", MODEL_FILE))).name
+    elif meta.get("model_file", MODEL_FILE) != model_path.name:
         return _bare_or_embedded(model_path, labels_file)
     if not model_path.is_file():
         raise BundleError(f"bundle {path} has no {model_path.name}")
@@ -131,8 +133,15 @@ def load_bundle(path: str | Path | None = None, labels_file: str | None = None) 
         print(f"warning: the metadata embedded in {model_path.name} differs from {METADATA_FILE}; "
               f"using {METADATA_FILE}", file=sys.stderr)
     if labels_file:
-        _check_labels(bundle, read_labels_file(labels_file), labels_file)
+        _check_labels(bundle, _labels(labels_file), labels_file)
     return bundle
+
+
+def _labels(labels_file: str) -> list[tuple[str, str]]:
+    try:
+        return read_labels_file(labels_file)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleError(f"cannot read labels file {labels_file}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def _check_labels(bundle: Bundle, labels: list[tuple[str, str]], source: str) -> None:
@@ -147,7 +156,7 @@ def _bare_or_embedded(model_path: Path, labels_file: str | None) -> Bundle:
         print(f"note: no {METADATA_FILE} beside {model_path.name}; using the metadata embedded in it",
               file=sys.stderr)
         return bundle
-    labels = read_labels_file(labels_file) if labels_file else []
+    labels = _labels(labels_file) if labels_file else []
     return Bundle(model_path, labels, None, OutputSpec(kind="auto"))
 
 

@@ -94,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     except (BundleError, RuntimeUnavailable, ImageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as exc:
+        print(f"error: a text file is not UTF-8 ({exc.reason} at byte {exc.start})", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -55,7 +55,7 @@ def _open(source: Source) -> Image.Image:
             raise ImageError(f"no such file: {path}")
         if path.stat().st_size == 0:
             raise ImageError("empty file")
-        fp: BinaryIO = open(path, "rb")
+        fp: Path | BinaryIO = path  # Pillow opens it and closes it once the image is loaded
     elif isinstance(source, (bytes, bytearray)):
         if not source:
             raise ImageError("empty upload")

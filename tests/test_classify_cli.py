@@ -105,3 +105,17 @@ def test_interrupted_batch_leaves_no_half_file_and_resumes(sig, tmp_path, lesion
     assert len(paths) == 400 and len(set(paths)) == 400
     assert all(r["label"] and not r["error"] for r in rows)
     assert not partial.exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-o", "/nonexistent-folder/out.csv"], "no such folder"),
+    (["-o", "out.txt"], "cannot tell the format"),
+    (["--format", "csv"], "need --output"),
+    (["--labels", "/nonexistent/labels.txt"], "cannot read labels file"),
+    (["--model", "/nonexistent/bundle"], "model not found"),
+])
+def test_bad_arguments_give_one_line_errors(args, message, lesion_images, tmp_path):
+    proc = run_cli("classify", str(lesion_images[0]), *args, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

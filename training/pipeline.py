@@ -54,7 +54,7 @@ def dataset(x: np.ndarray, y: np.ndarray, batch: int, num_classes: int, training
     if label_smoothing:
         onehot = onehot * (1.0 - label_smoothing) + label_smoothing / num_classes
     parts = (x, onehot) if sample_weights is None else (x, onehot, sample_weights.astype(np.float32))
-    ds = tf.data.Dataset.from_tensor_slices(parts).cache()
+    ds = tf.data.Dataset.from_tensor_slices(parts)  # already in memory: no cache() copy
     if training:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
 

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
+from edge.bundle import sha256_file
 from edge.io import atomic_write_text
 from training.data import DataError, Record
 
@@ -43,13 +43,18 @@ def write_split(path: Path, records: list[Record], assignment: dict[str, str]) -
     for r in sorted(records, key=lambda r: r.image_id):
         w.writerow([r.image_id, r.lesion_id, r.dx, assignment[r.image_id]])
     atomic_write_text(path, buf.getvalue())
-    return file_sha256(path)
+    return sha256_file(path)
 
 
 def read_split(path: Path) -> dict[str, str]:
     """``image_id -> split`` from a split file; refuses one where a lesion crosses splits."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise DataError(f"cannot read split file {path}: {exc.strerror}") from None
+    if not rows or not {"image_id", "lesion_id", "split"} <= set(rows[0]):
+        raise DataError(f"{path} is not a split file (columns image_id, lesion_id, dx, split)")
     lesion_split: dict[str, str] = {}
     for row in rows:
         if row["split"] not in SPLITS:
@@ -68,6 +73,3 @@ def apply_split(records: list[Record], assignment: dict[str, str]) -> dict[str, 
             out[assignment[r.image_id]].append(r)
     return out
 
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

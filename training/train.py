@@ -20,7 +20,7 @@ from training.archs import DEFAULT_SIZE
 from training.calibrate import decision_thresholds, fit_temperature
 from training.data import index_dataset
 from training.report import write_report
-from training.splits import apply_split, file_sha256, make_split, read_split, write_split
+from training.splits import apply_split, make_split, read_split, write_split
 
 
 @dataclass

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from edge.camera.overlay import View, annotate
 from edge.camera.quality import assess
 from edge.camera.shots import jpeg_bytes
-from edge.camera.sources import FrameSource, SourceError, first_line
+from edge.camera.sources import FrameSource, first_line
 from edge.classifier import Classifier
 
 
@@ -49,6 +49,7 @@ class LiveView:
                 with self._lock:
                     self._jpeg, self._status = jpeg, status
                 self._stop.wait(self.interval)
-        except SourceError as exc:
+        except Exception as exc:  # the page must show why the view stopped, whatever stopped it
             with self._lock:
+                self._jpeg = None
                 self._status = {"state": "stopped", "error": f"camera stopped: {first_line(exc)}"}
