@@ -41,6 +41,15 @@ class Display:
 
     def __init__(self, out: TextIO | None = None):
         self.out = out or sys.stdout
+        self._last = -float("inf")
+
+    def _due(self, interval: float, force: bool) -> bool:
+        """True, restarting the clock, when ``interval`` seconds passed since the last draw or ``force``."""
+        now = time.monotonic()
+        if not force and now - self._last < interval:
+            return False
+        self._last = now
+        return True
 
     def update(self, image: np.ndarray, color_order: str, view: ViewFn, force: bool = False) -> None:
         raise NotImplementedError
@@ -174,13 +183,10 @@ class WindowDisplay(Display):
             raise DisplayError("this OpenCV has no GUI support (opencv-python-headless); "
                                "pip install opencv-python for a window") from None
         self._actions: list[str] = []
-        self._last = -float("inf")
 
     def update(self, image: np.ndarray, color_order: str, view: ViewFn, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < WINDOW_INTERVAL:
+        if not self._due(WINDOW_INTERVAL, force):
             return
-        self._last = now
         bgr = self.cv2.cvtColor(np.asarray(annotate(image, color_order, view())), self.cv2.COLOR_RGB2BGR)
         self.cv2.imshow(self.TITLE, bgr)
         key = self.cv2.waitKey(1) & 0xFF
@@ -204,13 +210,10 @@ class OverlayDisplay(Display):
         super().__init__(out)
         self.source = source
         self._shown: object = None
-        self._last = -float("inf")
 
     def update(self, image: np.ndarray, color_order: str, view: ViewFn, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < OVERLAY_INTERVAL:
+        if not self._due(OVERLAY_INTERVAL, force):
             return
-        self._last = now
         h, w = image.shape[:2]
         layer = overlay_rgba((w, h), view())
         if layer is not self._shown:
