@@ -41,7 +41,7 @@ class TrainConfig:
     fine_tune_lr: float = 1e-4
     imbalance: str = "class-weight"
     class_weight_power: float = 1.0
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.0
     patience: int = 6
     seed: int = 42
     refer_sensitivity: float = 0.85
