@@ -18,7 +18,6 @@ from edge import __version__
 from edge.bundle import LABELS_FILE, METADATA_FILE, MODEL_FILE, SCHEMA, from_metadata, sha256_file
 from edge.classifier import Classifier
 from edge.embedded import embed
-from edge.io import atomic_write_text
 from edge.labels import CLASS_NAMES
 from edge.metrics import evaluate, softmax
 
@@ -117,8 +116,10 @@ def _load_split_arrays(run: Run, data: str | None, n_representative: int) -> dic
 
 def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str | None = None,
                 min_agreement: float = 0.98, max_ba_loss: float = 0.015, n_representative: int = 300,
-                representative: np.ndarray | None = None, threads: int | None = None) -> dict:
-    """Convert, verify and write the bundle; raises :class:`ConversionRefused` if not faithful."""
+                representative: np.ndarray | None = None, threads: int | None = None,
+                command: str = "") -> dict:
+    """Convert, verify and write the bundle; raises :class:`ConversionRefused` if not faithful.
+    ``command`` (the convert command line) goes into the bundle's README after the run's own."""
     run = Run.load(run_dir)
     out = Path(out)
     arrays = _load_split_arrays(run, data, n_representative)
@@ -153,7 +154,7 @@ def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str |
     _, _, model_bytes, meta, check, lite_probs = min(passed, key=lambda c: c[:2])  # fewest ties, then order
     n_val = len(arrays["val"][1])
     meta["metrics"] = _metrics(check, arrays, float_probs[n_val:], lite_probs[n_val:], run.config["classes"])
-    _write_bundle(out, run, meta, model_bytes)
+    _write_bundle(out, run, meta, model_bytes, [c for c in (run.config.get("command", ""), command) if c])
     return meta
 
 
@@ -168,7 +169,7 @@ def _metrics(check: Verification, arrays: dict, float_test: np.ndarray, lite_tes
     }
 
 
-def _write_bundle(out: Path, run: Run, meta: dict, model_bytes: bytes) -> None:
+def _write_bundle(out: Path, run: Run, meta: dict, model_bytes: bytes, commands: list[str]) -> None:
     """Write every bundle file into a temporary folder, then swap it into place."""
     out.parent.mkdir(parents=True, exist_ok=True)
     meta["created"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -181,6 +182,7 @@ def _write_bundle(out: Path, run: Run, meta: dict, model_bytes: bytes) -> None:
         (stage / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         (stage / LABELS_FILE).write_text("".join(f"{lab['code']}\t{lab['name']}\n" for lab in meta["labels"]))
         (stage / "MODEL_CARD.md").write_text(model_card(meta))
+        (stage / "README.md").write_text("# How this bundle was made\n\n```sh\n" + "\n".join(commands) + "\n```\n")
         shutil.copyfile(run.path / "split.csv", stage / "split.csv")
         for png in ("confusion_matrix.png", "reliability.png"):
             if (run.path / "report" / png).is_file():
@@ -198,6 +200,3 @@ def _write_bundle(out: Path, run: Run, meta: dict, model_bytes: bytes) -> None:
         shutil.rmtree(stage, ignore_errors=True)
         raise
 
-
-def write_reproduce(out: Path, commands: list[str]) -> None:
-    atomic_write_text(out / "README.md", "# How this bundle was made\n\n```sh\n" + "\n".join(commands) + "\n```\n")

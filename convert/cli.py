@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 
@@ -22,20 +21,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from convert.bundle import ConversionRefused, convert_run, write_reproduce
+    from convert.bundle import ConversionRefused, convert_run
     from training.data import DataError
 
     try:
         meta = convert_run(args.run, args.quantize, args.out, args.data, args.min_agreement,
-                           args.max_ba_loss, args.representative)
+                           args.max_ba_loss, args.representative,
+                           command="lesionlite " + shlex.join(sys.argv[1:]))
     except (ConversionRefused, DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     v, t = meta["metrics"]["verification"], meta["metrics"]["test"]["tflite"]
-    train_command = json.loads((Path(args.run) / "config.json").read_text()).get("command", "")
-    write_reproduce(Path(args.out), [c for c in (train_command, "lesionlite " + shlex.join(sys.argv[1:])) if c])
     print(f"wrote {args.out}: {meta['size_bytes'] / 1e6:.2f} MB {meta['quantization']} "
           f"({meta['output']['dtype']} logits out); agreement with Keras {v['agreement']:.2%}, "
           f"balanced accuracy {v['balanced_accuracy_tflite']:.4f} (Keras {v['balanced_accuracy_float']:.4f}) "

@@ -18,7 +18,18 @@ from edge.classifier import Classifier
 from edge.preprocess import ImageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+DATASET_SUFFIXES = (".jpg", ".jpeg", ".png")
+"""Image files of a labelled data set (HAM10000-style), matched to metadata rows by file stem."""
 FORMATS = ("csv", "jsonl", "table")
+
+
+def images_by_stem(folder: Path, suffixes: Iterable[str] = DATASET_SUFFIXES) -> dict[str, list[Path]]:
+    """Every image file under ``folder`` (recursively, sorted), keyed by file stem."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() in suffixes and path.is_file():
+            found.setdefault(path.stem, []).append(path)
+    return found
 
 
 def find_images(paths: Iterable[str]) -> list[str]:

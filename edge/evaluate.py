@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.batch import classify_paths
+from edge.batch import classify_paths, images_by_stem
 from edge.classifier import Classifier
 from edge.io import atomic_write_text
 from edge.labels import DISCLAIMER
@@ -35,9 +35,9 @@ def read_labelled(labels_csv: Path, images: Path | None = None, split_file: Path
         ids = [Path(r["path"]).stem for r in rows]
     elif {"image_id", "dx"} <= cols:
         base = images or labels_csv.parent
-        found = {p.stem: p for p in base.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")}
+        found = images_by_stem(base)
         rows = [r for r in rows if r["image_id"] in found]
-        pairs = [(str(found[r["image_id"]]), r["dx"]) for r in rows]
+        pairs = [(str(found[r["image_id"]][0]), r["dx"]) for r in rows]
         ids = [r["image_id"] for r in rows]
     else:
         raise LabelsError(f"{labels_csv}: expected columns path,label or image_id,dx")

@@ -125,6 +125,8 @@ def test_tiny_training_run_converts_to_every_format(ham_layout, tmp_path, lesion
         assert sum(res.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
         assert (out / "MODEL_CARD.md").read_text().count("not a diagnosis") >= 1
         assert (out / "split.csv").read_bytes() == (run / "split.csv").read_bytes()
+        readme = (out / "README.md").read_text()
+        assert "lesionlite train" in readme and f"lesionlite convert {run}" in readme
         if quant == "float32":
             assert clf.bundle.meta["metrics"]["verification"]["agreement"] == 1.0
 

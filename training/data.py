@@ -5,10 +5,10 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge.batch import images_by_stem
 from edge.labels import CLASSES
 
 REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 class DataError(ValueError):
@@ -83,15 +83,6 @@ def read_metadata(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def find_images(data_dir: Path) -> dict[str, list[Path]]:
-    """Every image file under ``data_dir`` (recursively), keyed by file stem."""
-    found: dict[str, list[Path]] = {}
-    for path in sorted(data_dir.rglob("*")):
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-            found.setdefault(path.stem, []).append(path)
-    return found
-
-
 def index_dataset(data_dir: str | Path, metadata: str | Path | None = None) -> DataIndex:
     """Match the metadata rows to the image files found anywhere under ``data_dir``."""
     data_dir = Path(data_dir)
@@ -99,7 +90,7 @@ def index_dataset(data_dir: str | Path, metadata: str | Path | None = None) -> D
         raise DataError(f"data folder not found: {data_dir}")
     meta_path = Path(metadata) if metadata else find_metadata(data_dir)
     rows = read_metadata(meta_path)
-    images = find_images(data_dir)
+    images = images_by_stem(data_dir)
     records, missing = [], []
     known_ids = set()
     for row in rows:

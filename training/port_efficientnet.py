@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from edge.metrics import softmax
 from training import efficientnet_lite as effl
 from training.cli import DEFAULT_IMAGE, add_port_arguments
 
@@ -145,11 +146,6 @@ def load_image(path: str | Path, size: int = IMAGE_SIZE) -> np.ndarray:
     return (np.asarray(img, np.float32) - np.float32(effl.INPUT_MEAN)) / np.float32(effl.INPUT_STD)
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def _compare(sd: dict[str, Any], weights_path: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(keras logits, torch logits) of one batch of square inputs."""
     model = effl.efficientnet_lite0(x.shape[1:], include_top=True, weights=weights_path)
@@ -179,7 +175,7 @@ def verify(weights_path: str, images: Sequence[str]) -> dict:
         "images": [],
     }
     if images:
-        probs_k, probs_t = (_softmax(z) for z in pairs["photos"])
+        probs_k, probs_t = (softmax(z) for z in pairs["photos"])
         result["images"] = [
             {"path": str(p), "keras_top1": int(pk.argmax()), "keras_prob": float(pk.max()),
              "torch_top1": int(pt.argmax()), "torch_prob": float(pt.max())}

@@ -65,7 +65,7 @@ def make_server(app: Flask, sock: socket.socket, max_body: int) -> Callable[[], 
 def main(args: argparse.Namespace) -> int:
     """Load the model once, bind, and serve; exit 0 on Ctrl-C."""
     try:
-        from edge.serve.app import create_app, is_loopback
+        from edge.serve.app import is_loopback
     except ImportError as exc:
         raise SystemExit(f"error: {FLASK_HINT} ({exc})") from None
     if not is_loopback(args.host) and not args.expose:
