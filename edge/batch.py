@@ -159,7 +159,8 @@ def add_arguments(p) -> None:
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--workers", type=int, default=2, help="decoding threads running ahead of the model")
     p.add_argument("--resume", action="store_true", help="skip files already in --output and append the rest")
-    p.add_argument("--tta", action="store_true", help="average over flips (4x slower)")
+    p.add_argument("--tta", action="store_true",
+                   help="average over the 8 rotations and mirror images (8x slower)")
 
 
 def main(args) -> int:

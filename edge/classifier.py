@@ -42,8 +42,8 @@ class Classifier:
             return self.interpreter.get_tensor(self._output["index"])[0].copy()
 
     def probabilities(self, rgb: np.ndarray, tta: bool = False) -> np.ndarray:
-        """Calibrated class probabilities; ``tta`` averages over the four flips."""
-        views = [rgb, rgb[:, ::-1], rgb[::-1], rgb[::-1, ::-1]] if tta else [rgb]
+        """Calibrated class probabilities; ``tta`` averages over :func:`tta_views`."""
+        views = tta_views(rgb) if tta else [rgb]
         raw = np.stack([self.invoke(np.ascontiguousarray(v)) for v in views])
         return probabilities(raw, self.bundle.output, self.bundle.temperature).mean(axis=0)
 
@@ -53,3 +53,12 @@ class Classifier:
     def classify(self, source: Source, color_order: str = "RGB", top_k: int = 3, tta: bool = False) -> Result:
         """Decode/preprocess ``source`` and classify it."""
         return self.result(self.probabilities(self.preprocess(source, color_order), tta), top_k)
+
+
+def tta_views(rgb: np.ndarray) -> list[np.ndarray]:
+    """The orientations a dermoscopy image may take: the 8 rotations and mirror images of a
+    square input (dermoscopy has no "up"), the 4 flips of a non-square one."""
+    if rgb.shape[0] != rgb.shape[1]:
+        return [rgb, rgb[:, ::-1], rgb[::-1], rgb[::-1, ::-1]]
+    turns = [np.rot90(rgb, k) for k in range(4)]
+    return turns + [t[:, ::-1] for t in turns]

@@ -57,7 +57,7 @@ def add_arguments(p) -> None:
     p.add_argument("--split-file", help="a split.csv: evaluate only the images of --split")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--tta", action="store_true")
+    p.add_argument("--tta", action="store_true", help="average over the 8 rotations and mirror images")
     p.add_argument("--json", help="write the metrics to this JSON file")
 
 

@@ -38,6 +38,17 @@ def test_shipped_bundle_classifies_a_real_jpeg(lesion_images):
     assert clf.bundle.meta["quantization"] == "int8" and clf.spec.dtype == "uint8"
 
 
+def test_tta_answer_does_not_depend_on_how_the_lesion_was_turned(lesion_images):
+    clf = Classifier()
+    rgb = clf.preprocess(lesion_images[0])
+    single = [clf.probabilities(np.ascontiguousarray(np.rot90(rgb, k))) for k in range(4)]
+    assert max(np.abs(p - single[0]).max() for p in single) > 1e-3  # one view is orientation-bound
+    turned = [clf.probabilities(np.ascontiguousarray(np.rot90(rgb, k)), tta=True) for k in range(4)]
+    mirrored = clf.probabilities(np.ascontiguousarray(rgb[:, ::-1]), tta=True)
+    for p in [*turned[1:], mirrored]:
+        np.testing.assert_allclose(p, turned[0], atol=1e-6)
+
+
 def test_a_modified_model_file_is_refused(bundle_copy, lesion_images):
     data = bytearray((bundle_copy / MODEL_FILE).read_bytes())
     data[len(data) // 2] ^= 0xFF

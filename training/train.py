@@ -122,7 +122,11 @@ def run(cfg: TrainConfig) -> Path:
                 else:
                     n = models.unfreeze_top(built.backbone, fraction)
                     print(f"fine-tuning the top {n} backbone layers at lr {lr}")
-            schedule = keras.optimizers.schedules.CosineDecay(lr, epochs * steps, alpha=0.05)
+            # one epoch of linear warm-up, so Adam's first steps do not jolt pretrained weights
+            warmup = steps if epochs > 1 else 0
+            schedule = keras.optimizers.schedules.CosineDecay(
+                lr / 10 if warmup else lr, epochs * steps - warmup, alpha=0.05,
+                warmup_target=lr if warmup else None, warmup_steps=warmup)
             model.compile(keras.optimizers.Adam(schedule),
                           keras.losses.CategoricalCrossentropy(from_logits=True),
                           weighted_metrics=["accuracy"])

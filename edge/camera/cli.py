@@ -46,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=_positive(int), default=None, metavar="N", help="stop after N frames")
     p.add_argument("--auto-shoot", type=_positive(float), default=None, metavar="SECONDS",
                    help="take a shot every SECONDS")
-    p.add_argument("--tta", action="store_true", help="shots average the four flips (4x slower)")
+    p.add_argument("--tta", action="store_true",
+                   help="shots average the 8 rotations and mirror images (8x slower)")
     p.add_argument("--fps", type=_positive(float), default=10.0, help="replay: frames per second [10]")
     p.add_argument("--gpio-pin", type=int, default=None, metavar="PIN",
                    help="a shutter button between this GPIO pin (BCM) and ground (needs gpiozero)")
