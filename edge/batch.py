@@ -15,9 +15,8 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from edge.classifier import Classifier
-from edge.preprocess import ImageError
+from edge.preprocess import IMAGE_SUFFIXES, ImageError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 DATASET_SUFFIXES = (".jpg", ".jpeg", ".png")
 """Image files of a labelled data set (HAM10000-style), matched to metadata rows by file stem."""
 FORMATS = ("csv", "jsonl", "table")

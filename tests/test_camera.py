@@ -152,6 +152,16 @@ def test_replay_paces_images_and_loops_a_video(tmp_path: Path) -> None:
     assert np.abs(frames[0][0].astype(int) - frames[3][0]).mean() < 1
 
 
+def test_replay_keeps_decoded_frames_within_its_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    n = len(list(LESIONS.glob("*.jpg")))
+    monkeypatch.setattr(ReplaySource, "CACHE_BYTES", 3 * 224 * 224 * 3)  # room for three frames
+    with ReplaySource(LESIONS, fps=1000) as source:
+        first = [source.read()[0].copy() for _ in range(n)]
+        again = [source.read()[0] for _ in range(n)]
+        assert source._cached_bytes <= ReplaySource.CACHE_BYTES and len(source._cache) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))  # cached or not, the same frames
+
+
 # --- the quality gate ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", sorted(LESIONS.glob("*.jpg"))[:6] + [FULLRES], ids=lambda p: p.name)

@@ -3,7 +3,6 @@ replayed video / image folder. picamera2 and OpenCV are imported lazily, only wh
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sys
 import time
@@ -13,13 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from edge.preprocess import ImageError, load_image
+from edge.preprocess import IMAGE_SUFFIXES, ImageError, load_image
 
 RawFrame = tuple[np.ndarray, str]
 """A frame and its colour order (``"RGB"`` or ``"BGR"``)."""
 LIVE_SIZE = (640, 480)
 """The low-resolution stream classified live; shots use the sensor's full resolution."""
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 PICAMERA2_HINT = ("sudo apt install python3-picamera2 and create the venv with "
                   "--system-site-packages (and numpy<2 on Bookworm)")
 
@@ -190,6 +188,8 @@ class OpenCVSource(FrameSource):
 class ReplaySource(FrameSource):
     """A video file (OpenCV) or a folder of images (Pillow) played in a loop at a steady ``fps``."""
 
+    CACHE_BYTES = 256 * 1024 * 1024
+
     def __init__(self, path: str | Path, fps: float = 10.0):
         if fps <= 0:
             raise SourceError("--fps must be positive")
@@ -197,6 +197,8 @@ class ReplaySource(FrameSource):
         self.name = f"replay:{path}"
         self.interval = 1.0 / fps
         self._images: list[Path] = []
+        self._cache: dict[Path, np.ndarray] = {}
+        self._cached_bytes = 0
         self._video: Any = None
         self._index = 0
         self._due: float | None = None
@@ -206,10 +208,10 @@ class ReplaySource(FrameSource):
     def _open(self) -> None:
         path = self.path
         if path.is_dir():
-            self._images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            self._images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not self._images:
                 raise SourceError(f"replay: no images in {path}")
-        elif path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+        elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
             self._images = [path]
         elif path.is_file():
             cv2 = _cv2()
@@ -221,10 +223,15 @@ class ReplaySource(FrameSource):
             raise SourceError(f"replay: no such file or folder: {path}")
         self._index, self._due = 0, None
 
-    @staticmethod
-    @functools.lru_cache(maxsize=64)
-    def _decode(path: Path) -> np.ndarray:
-        return np.asarray(load_image(path))
+    def _decode(self, path: Path) -> np.ndarray:
+        """Decode once while the decoded folder fits in ``CACHE_BYTES``; beyond that, every time."""
+        frame = self._cache.get(path)
+        if frame is None:
+            frame = np.asarray(load_image(path))
+            if self._cached_bytes + frame.nbytes <= self.CACHE_BYTES:
+                self._cache[path] = frame
+                self._cached_bytes += frame.nbytes
+        return frame
 
     def _next(self) -> RawFrame:
         if self._video is None and not self._images:
