@@ -5,6 +5,7 @@ import csv
 import json
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
@@ -98,12 +99,19 @@ def test_full_split_of_shared_data_never_shares_a_lesion():
     assert 0.12 < share["test"] < 0.18 and 0.12 < share["val"] < 0.18
 
 
-def test_tiny_training_run_converts_to_every_format(ham_layout, tmp_path, lesion_images):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def tiny_run(ham_layout, tmp_path_factory):
+    """A real (tiny) MobileNetV2 training run through the CLI."""
+    run = tmp_path_factory.mktemp("tiny") / "run"
     proc = run_cli("train", "--data", str(ham_layout), "--arch", "mobilenetv2", "--alpha", "0.35",
                    "--input-size", "48", "--epochs", "1", "--fine-tune-epochs", "1", "--batch", "16",
                    "--out", str(run), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return run
+
+
+def test_tiny_training_run_converts_to_every_format(tiny_run, tmp_path, lesion_images):
+    run = tiny_run
     for name in ("model.keras", "config.json", "split.csv", "history.csv", "calibration.json",
                  "report/metrics.json", "report/confusion_matrix.png", "report/reliability.png",
                  "report/summary.md"):
@@ -134,6 +142,53 @@ def test_tiny_training_run_converts_to_every_format(ham_layout, tmp_path, lesion
     proc = run_cli("convert", str(run), "--quantize", "float16", "--out", str(refused),
                    "--min-agreement", "1.01", timeout=600)
     assert proc.returncode == 1 and "refusing" in proc.stderr and not refused.exists()
+
+
+def test_fake_quant_twin_shares_weights_and_rounds_like_the_int8_model(tiny_run, ham_layout):
+    import keras
+
+    from convert.tflite import convert
+    from edge.runtime import make_interpreter
+    from training.qat import FakeQuant, calibrate, fake_quant_clone
+
+    model = keras.models.load_model(tiny_run / "model.keras")
+    twin, points = fake_quant_clone(model)
+    assert {id(w) for w in model.weights} <= {id(w) for w in twin.weights}  # shared, not copied
+    names = {p.name for p in points}
+    assert {"normalization_fq", "rescaling_fq", "logits_fq"} & names and "out_relu_fq" in names
+    assert any(n.endswith("project_BN_fq") for n in names) and not any(n.endswith("expand_BN_fq") for n in names)
+    images = np.stack([np.asarray(Image.open(p).convert("RGB").resize((48, 48)))
+                       for p in sorted(ham_layout.rglob("*.jpg"))[:24]]).astype(np.float32)
+    calibrate(twin, points, images)
+    assert all(p.lo.numpy() <= 0 <= p.hi.numpy() and not p.calibrating for p in points)
+
+    path = tiny_run.parent / "int8.tflite"
+    path.write_bytes(convert(model, "int8", images))
+    interp, _ = make_interpreter(str(path), 1)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    lite = []
+    for img in images:
+        interp.set_tensor(inp["index"], img[None].astype(np.uint8))
+        interp.invoke()
+        lite.append(interp.get_tensor(out["index"])[0])
+    lite = np.array(lite)
+    plain, rounded = model.predict(images, verbose=0), twin.predict(images, verbose=0)
+    assert np.abs(rounded - plain).max() > 0  # the twin does round
+    assert np.abs(rounded - lite).mean() < np.abs(plain - lite).mean()  # ... as the int8 model does
+
+
+def test_quantization_aware_phase_continues_a_run_and_converts(tiny_run, ham_layout, tmp_path):
+    run = tmp_path / "qat"
+    proc = run_cli("train", "--data", str(ham_layout), "--arch", "mobilenetv2", "--alpha", "0.35",
+                   "--input-size", "48", "--init", str(tiny_run / "model.keras"), "--split",
+                   str(tiny_run / "split.csv"), "--epochs", "0", "--fine-tune-epochs", "0", "--qat-epochs", "1",
+                   "--batch", "16", "--out", str(run), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "simulating int8 rounding at" in proc.stdout and "phase head" not in proc.stdout
+    assert (run / "split.csv").read_bytes() == (tiny_run / "split.csv").read_bytes()
+    proc = run_cli("convert", str(run), "--quantize", "int8", "--out", str(tmp_path / "bundle"),
+                   "--representative", "20", "--min-agreement", "0", "--max-ba-loss", "1", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def test_ctrl_c_keeps_the_best_checkpoint_and_still_reports(ham_layout, tmp_path):

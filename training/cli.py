@@ -28,6 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="1 weighs every class equally, 0.5 softens the weights")
     p.add_argument("--label-smoothing", type=float, default=0.0,
                    help="0 by default: 0.1 lowered validation balanced accuracy (models/README.md)")
+    p.add_argument("--init", metavar="MODEL.keras",
+                   help="start from this trained model (same --arch and --input-size) instead of --weights")
+    p.add_argument("--qat-epochs", type=int, default=0,
+                   help="final epochs of quantization-aware training (int8 rounding simulated)")
+    p.add_argument("--qat-lr", type=float, default=1e-5)
     p.add_argument("--patience", type=int, default=6, help="early stopping patience (epochs)")
     p.add_argument("--refer-sensitivity", type=float, default=0.85,
                    help="validation sensitivity the referral thresholds are set for")
@@ -57,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
         if len(args.input_size) > 2:
             raise SystemExit("--input-size takes one or two numbers")
         size = (args.input_size[0], args.input_size[-1])
-    if args.arch != "seed-cnn" and not args.weights:
+    if args.arch != "seed-cnn" and not (args.weights or args.init):
         print("warning: no --weights: the backbone starts from random weights (expect far lower accuracy)")
     cfg = TrainConfig(
         data=args.data, out=args.out, arch=args.arch, input_size=size, alpha=args.alpha,
@@ -66,7 +71,8 @@ def main(args: argparse.Namespace) -> int:
         batch=args.batch, lr=args.lr, fine_tune_lr=args.fine_tune_lr, imbalance=args.imbalance,
         class_weight_power=args.class_weight_power, label_smoothing=args.label_smoothing,
         patience=args.patience, seed=args.seed, refer_sensitivity=args.refer_sensitivity,
-        confidence_floor=args.confidence_floor,
+        confidence_floor=args.confidence_floor, init=args.init, qat_epochs=args.qat_epochs,
+        qat_lr=args.qat_lr,
         command="lesionlite " + shlex.join(sys.argv[1:]))
     try:
         run(cfg)

@@ -8,6 +8,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import keras
 import numpy as np
@@ -15,7 +16,8 @@ import numpy as np
 from edge.io import atomic_write_text
 from edge.labels import CLASSES
 from edge.metrics import balanced_accuracy, softmax
-from training import models, pipeline
+from convert.tflite import representative_indices
+from training import models, pipeline, qat
 from training.archs import DEFAULT_SIZE
 from training.calibrate import decision_thresholds, fit_temperature
 from training.data import index_dataset
@@ -46,16 +48,21 @@ class TrainConfig:
     seed: int = 42
     refer_sensitivity: float = 0.85
     confidence_floor: float = 0.5
+    init: str | None = None
+    qat_epochs: int = 0
+    qat_lr: float = 1e-5
     workers: int = 4
     command: str = ""
 
 
 class BestBalancedAccuracy(keras.callbacks.Callback):
-    """Scores validation balanced accuracy each epoch and keeps the best model on disk."""
+    """Scores validation balanced accuracy each epoch and keeps the best model on disk
+    (``export``, if given, makes the model to save: the plain twin of a quantization-aware one)."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, path: Path):
+    def __init__(self, x: np.ndarray, y: np.ndarray, path: Path,
+                 export: Callable[[], keras.Model] | None = None):
         super().__init__()
-        self.x, self.y, self.path = x, y, path
+        self.x, self.y, self.path, self.export = x, y, path, export
         self.best = -1.0
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -66,7 +73,7 @@ class BestBalancedAccuracy(keras.callbacks.Callback):
         if ba > self.best:
             self.best = ba
             tmp = self.path.with_name(".tmp-" + self.path.name)
-            self.model.save(tmp)
+            (self.export() if self.export else self.model).save(tmp)
             os.replace(tmp, self.path)
             print(f"\nepoch {epoch + 1}: val balanced accuracy {ba:.4f} (best, saved {self.path.name})")
         else:
@@ -88,7 +95,9 @@ def run(cfg: TrainConfig) -> Path:
     parts = apply_split(index.records, assignment)
     print("split: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()))
 
-    built = models.build(cfg.arch, size, len(CLASSES), cfg.weights, cfg.alpha)
+    built = models.build(cfg.arch, size, len(CLASSES), None if cfg.init else cfg.weights, cfg.alpha)
+    if cfg.init:  # continue from a trained model of the same architecture
+        built.model.set_weights(keras.models.load_model(cfg.init).get_weights())
     config = {**asdict(cfg), "input_size": list(size), "crop": built.crop, "classes": list(CLASSES),
               "data": str(Path(cfg.data).resolve()),
               "metadata": str(index.metadata.resolve()), "split_sha256": split_sha,
@@ -107,21 +116,30 @@ def run(cfg: TrainConfig) -> Path:
     callbacks = [best,
                  keras.callbacks.EarlyStopping("val_balanced_accuracy", mode="max", patience=cfg.patience),
                  keras.callbacks.CSVLogger(str(out / "history.csv"), append=True)]
-    model = built.model
     steps = pipeline.steps(len(x_tr), cfg.batch)
     phases = [("head" if built.backbone else "all", cfg.epochs, cfg.lr, None)]
-    if built.backbone is not None and cfg.fine_tune_epochs > 0:
+    if built.backbone is not None:
         phases.append(("fine-tune", cfg.fine_tune_epochs, cfg.fine_tune_lr, cfg.fine_tune_fraction))
+    phases.append(("quantization-aware", cfg.qat_epochs, cfg.qat_lr, 1.0))
     (out / "history.csv").unlink(missing_ok=True)
     epoch = 0
     try:
         for name, epochs, lr, fraction in phases:
+            if epochs <= 0:
+                continue
             if built.backbone is not None:
                 if fraction is None:
                     built.backbone.trainable = False
                 else:
                     n = models.unfreeze_top(built.backbone, fraction)
-                    print(f"fine-tuning the top {n} backbone layers at lr {lr}")
+                    print(f"training the top {n} backbone layers at lr {lr}")
+            model = built.model
+            if name == "quantization-aware":  # from here on, checkpoints are scored with int8 rounding
+                model, points = qat.fake_quant_clone(built.model)
+                qat.calibrate(model, points, x_tr[representative_indices(y_tr)])
+                plain = built.model
+                callbacks[0] = BestBalancedAccuracy(x_va, y_va, best_path, lambda: qat.baked_copy(plain))
+                print(f"simulating int8 rounding at {len(points)} tensors")
             # one epoch of linear warm-up, so Adam's first steps do not jolt pretrained weights
             warmup = steps if epochs > 1 else 0
             schedule = keras.optimizers.schedules.CosineDecay(
