@@ -93,7 +93,7 @@ def build_metadata(run: Run, name: str, quantize: str, input_detail: dict, outpu
         "thresholds": run.calibration["thresholds"],
         "training": {k: cfg.get(k) for k in ("arch", "alpha", "input_size", "data", "metadata", "seed",
                                               "split_sha256", "counts", "epochs", "fine_tune_epochs",
-                                              "imbalance", "label_smoothing")},
+                                              "imbalance", "label_smoothing", "qat_epochs")},
         "code_version": code_version(),
     }
 
@@ -154,7 +154,8 @@ def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str |
     _, _, model_bytes, meta, check, lite_probs = min(passed, key=lambda c: c[:2])  # fewest ties, then order
     n_val = len(arrays["val"][1])
     meta["metrics"] = _metrics(check, arrays, float_probs[n_val:], lite_probs[n_val:], run.config["classes"])
-    _write_bundle(out, run, meta, model_bytes, [c for c in (run.config.get("command", ""), command) if c])
+    made_by = run.config.get("commands") or [run.config.get("command", "")]
+    _write_bundle(out, run, meta, model_bytes, [c for c in (*made_by, command) if c])
     return meta
 
 

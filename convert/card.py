@@ -21,7 +21,8 @@ def model_card(meta: dict) -> str:
     tr = meta["training"]
     thr = meta["thresholds"]
     rows = []
-    for name, key in (("Keras float32", "float"), (f"TFLite {meta['quantization']} (this file)", "tflite")):
+    keras_name = "Keras float32" + (" (quantization-aware, int8-grid kernels)" if tr.get("qat_epochs") else "")
+    for name, key in ((keras_name, "float"), (f"TFLite {meta['quantization']} (this file)", "tflite")):
         t = m["test"][key]
         rows.append(f"| {name} | {_f(t['balanced_accuracy'])} | {_f(t['accuracy'])} | "
                     f"{_f(t['mel_sensitivity_at_80_specificity'])} | {_f(t['macro_auc'])} | {_f(t['ece'])} |")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,9 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: floa
     if check and proc.returncode != 0:
         raise AssertionError(f"lesionlite {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a child that must take Ctrl-C even when the suite runs as a background job:
+    such jobs start with SIGINT ignored, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

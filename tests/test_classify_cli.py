@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, interruptible, run_cli
 
 COLUMNS = ["path", "label", "confidence", "decision", "p_akiec", "p_bcc", "p_bkl", "p_df", "p_mel",
            "p_nv", "p_vasc", "error"]
@@ -86,7 +86,8 @@ def test_interrupted_batch_leaves_no_half_file_and_resumes(sig, tmp_path, lesion
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "classify", str(folder), "-o", str(out),
                              "--workers", "1", "--threads", "1", "--tta"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)
     deadline = time.time() + 120
     while time.time() < deadline and (not partial.exists() or partial.read_text().count("\n") < 30):
         time.sleep(0.05)

@@ -189,6 +189,8 @@ def test_quantization_aware_phase_continues_a_run_and_converts(tiny_run, ham_lay
     proc = run_cli("convert", str(run), "--quantize", "int8", "--out", str(tmp_path / "bundle"),
                    "--representative", "20", "--min-agreement", "0", "--max-ba-loss", "1", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    made_by = (tmp_path / "bundle" / "README.md").read_text()
+    assert made_by.count("lesionlite train") == 2 and "--qat-epochs 1" in made_by  # the whole chain
 
 
 def test_ctrl_c_keeps_the_best_checkpoint_and_still_reports(ham_layout, tmp_path):
@@ -198,14 +200,15 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_still_reports(ham_layout, tmp_path
     import sys
     import time
 
-    from conftest import ROOT
+    from conftest import ROOT, interruptible
 
     run = tmp_path / "interrupted"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "train", "--data", str(ham_layout), "--arch",
                              "seed-cnn", "--input-size", "24", "32", "--epochs", "500", "--patience", "500",
                              "--batch", "8", "--out", str(run)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=interruptible)
     deadline = time.time() + 300
     for line in proc.stdout:
         if "saved model.keras" in line or time.time() > deadline:

@@ -80,6 +80,16 @@ class BestBalancedAccuracy(keras.callbacks.Callback):
             print(f"\nepoch {epoch + 1}: val balanced accuracy {ba:.4f} (best {self.best:.4f})")
 
 
+def _history(cfg: TrainConfig) -> list[str]:
+    """The commands that made this run: those of the ``--init`` model's run, if known, then this one."""
+    earlier = Path(cfg.init).parent / "config.json" if cfg.init else None
+    before = []
+    if earlier and earlier.is_file():
+        prior = json.loads(earlier.read_text())
+        before = prior.get("commands") or [prior.get("command", "")]
+    return [c for c in (*before, cfg.command) if c]
+
+
 def run(cfg: TrainConfig) -> Path:
     """Train, keep the best checkpoint, calibrate on validation and report on test."""
     keras.utils.set_random_seed(cfg.seed)
@@ -98,7 +108,8 @@ def run(cfg: TrainConfig) -> Path:
     built = models.build(cfg.arch, size, len(CLASSES), None if cfg.init else cfg.weights, cfg.alpha)
     if cfg.init:  # continue from a trained model of the same architecture
         built.model.set_weights(keras.models.load_model(cfg.init).get_weights())
-    config = {**asdict(cfg), "input_size": list(size), "crop": built.crop, "classes": list(CLASSES),
+    config = {**asdict(cfg), "commands": _history(cfg), "input_size": list(size), "crop": built.crop,
+              "classes": list(CLASSES),
               "data": str(Path(cfg.data).resolve()),
               "metadata": str(index.metadata.resolve()), "split_sha256": split_sha,
               "counts": {k: len(v) for k, v in parts.items()}}
