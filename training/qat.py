@@ -10,11 +10,14 @@ int8-grid kernels, which the converter quantizes to the same int8 model the trai
 """
 from __future__ import annotations
 
+from typing import Iterator
+
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
 
+KERNEL_LAYERS = (layers.Conv2D, layers.DepthwiseConv2D, layers.Dense)
 QUANTIZED_OUTPUTS = (layers.ReLU, layers.Add, layers.GlobalAveragePooling2D, layers.Dense,
                      layers.Normalization, layers.Rescaling)
 
@@ -84,7 +87,7 @@ def fake_quant_clone(model: keras.Model) -> tuple[keras.Model, list[FakeQuant]]:
     inserted: list[FakeQuant] = []
 
     def call(layer, *args, **kwargs):
-        if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.Dense)):
+        if isinstance(layer, KERNEL_LAYERS):
             out = QuantizedKernel(layer, name=f"{layer.name}_q")(*args)
         else:
             out = layer(*args, **kwargs)
@@ -116,12 +119,12 @@ def baked_copy(model: keras.Model) -> keras.Model:
     copy = keras.models.clone_model(model, recursive=True)
     copy.set_weights(model.get_weights())
     for layer in _all_layers(copy):
-        if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.Dense)):
+        if isinstance(layer, KERNEL_LAYERS):
             layer.kernel.assign(QuantizedKernel(layer).round(layer.kernel))
     return copy
 
 
-def _all_layers(model: keras.Model):
+def _all_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
     for layer in model.layers:
         yield layer
         if isinstance(layer, keras.Model):
