@@ -16,9 +16,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 MAX_PIXELS = 50_000_000
+"""Images with more pixels than this are refused before decoding (decompression bombs)."""
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 """File name endings read as images (classify, replay); anything else in a folder is skipped."""
-"""Images with more pixels than this are refused before decoding (decompression bombs)."""
 
 Source = Union[str, Path, bytes, BinaryIO, Image.Image, np.ndarray]
 

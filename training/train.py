@@ -148,8 +148,7 @@ def run(cfg: TrainConfig) -> Path:
             if name == "quantization-aware":  # from here on, checkpoints are scored with int8 rounding
                 model, points = qat.fake_quant_clone(built.model)
                 qat.calibrate(model, points, x_tr[representative_indices(y_tr)])
-                plain = built.model
-                callbacks[0] = BestBalancedAccuracy(x_va, y_va, best_path, lambda: qat.baked_copy(plain))
+                callbacks[0] = BestBalancedAccuracy(x_va, y_va, best_path, lambda: qat.baked_copy(built.model))
                 print(f"simulating int8 rounding at {len(points)} tensors")
             # one epoch of linear warm-up, so Adam's first steps do not jolt pretrained weights
             warmup = steps if epochs > 1 else 0
