@@ -33,6 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qat-epochs", type=int, default=0,
                    help="final epochs of quantization-aware training (int8 rounding simulated)")
     p.add_argument("--qat-lr", type=float, default=1e-5)
+    p.add_argument("--ema", type=float, default=0.0, metavar="MOMENTUM",
+                   help="score and keep the moving average of the weights (e.g. 0.995; 0 = off)")
+    p.add_argument("--train-batchnorm", action="store_true",
+                   help="let BatchNorm statistics and scales adapt while fine-tuning")
     p.add_argument("--patience", type=int, default=6, help="early stopping patience (epochs)")
     p.add_argument("--refer-sensitivity", type=float, default=0.85,
                    help="validation sensitivity the referral thresholds are set for")
@@ -72,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
         class_weight_power=args.class_weight_power, label_smoothing=args.label_smoothing,
         patience=args.patience, seed=args.seed, refer_sensitivity=args.refer_sensitivity,
         confidence_floor=args.confidence_floor, init=args.init, qat_epochs=args.qat_epochs,
-        qat_lr=args.qat_lr,
+        qat_lr=args.qat_lr, ema=args.ema, train_batchnorm=args.train_batchnorm,
         command="lesionlite " + shlex.join(sys.argv[1:]))
     try:
         run(cfg)

@@ -53,7 +53,7 @@ def mobilenetv2(size: tuple[int, int], num_classes: int, weights: str | None,
         input_shape=(*size, 3), alpha=alpha, include_top=False, weights=weights)
     inputs = keras.Input((*size, 3), name="image")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
-    features = backbone(x, training=False)  # BatchNorm stays in inference mode when unfrozen
+    features = backbone(x)  # BatchNorm normalizes with batch statistics only while trainable
     return Built(_head(inputs, features, num_classes, dropout, f"mobilenetv2_{alpha}"),
                  backbone, "center_square")
 
@@ -66,7 +66,7 @@ def efficientnet_lite0(size: tuple[int, int], num_classes: int, weights: str | N
     backbone = effl.efficientnet_lite0((*size, 3), include_top=False, weights=weights)
     inputs = keras.Input((*size, 3), name="image")
     x = layers.Normalization(mean=effl.INPUT_MEAN, variance=_square(effl.INPUT_STD))(inputs)
-    features = backbone(x, training=False)
+    features = backbone(x)
     return Built(_head(inputs, features, num_classes, dropout, "efficientnet_lite0"),
                  backbone, "center_square")
 
@@ -86,11 +86,12 @@ def build(arch: str, size: tuple[int, int], num_classes: int, weights: str | Non
     raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHS}")
 
 
-def unfreeze_top(backbone: keras.Model, fraction: float) -> int:
-    """Make the top ``fraction`` of the backbone's layers trainable (BatchNorm stays frozen)."""
+def unfreeze_top(backbone: keras.Model, fraction: float, batchnorm: bool = False) -> int:
+    """Make the top ``fraction`` of the backbone's layers trainable. BatchNorm layers among them
+    train too only if ``batchnorm``; a frozen one (Keras 3) normalizes with its stored statistics."""
     backbone.trainable = True
     n = len(backbone.layers)
     first = int(n * (1.0 - fraction))
     for i, layer in enumerate(backbone.layers):
-        layer.trainable = i >= first and not isinstance(layer, layers.BatchNormalization)
+        layer.trainable = i >= first and (batchnorm or not isinstance(layer, layers.BatchNormalization))
     return n - first

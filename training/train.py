@@ -51,6 +51,8 @@ class TrainConfig:
     init: str | None = None
     qat_epochs: int = 0
     qat_lr: float = 1e-5
+    ema: float = 0.0
+    train_batchnorm: bool = False
     workers: int = 4
     command: str = ""
 
@@ -142,8 +144,10 @@ def run(cfg: TrainConfig) -> Path:
                 if fraction is None:
                     built.backbone.trainable = False
                 else:
-                    n = models.unfreeze_top(built.backbone, fraction)
-                    print(f"training the top {n} backbone layers at lr {lr}")
+                    batchnorm = cfg.train_batchnorm and name == "fine-tune"  # QAT keeps BN folded
+                    n = models.unfreeze_top(built.backbone, fraction, batchnorm)
+                    print(f"training the top {n} backbone layers at lr {lr}"
+                          + (" (BatchNorm too)" if batchnorm else ""))
             model = built.model
             if name == "quantization-aware":  # from here on, checkpoints are scored with int8 rounding
                 model, points = qat.fake_quant_clone(built.model)
@@ -155,12 +159,15 @@ def run(cfg: TrainConfig) -> Path:
             schedule = keras.optimizers.schedules.CosineDecay(
                 lr / 10 if warmup else lr, epochs * steps - warmup, alpha=0.05,
                 warmup_target=lr if warmup else None, warmup_steps=warmup)
-            model.compile(keras.optimizers.Adam(schedule),
-                          keras.losses.CategoricalCrossentropy(from_logits=True),
+            optimizer = (keras.optimizers.Adam(schedule, use_ema=True, ema_momentum=cfg.ema) if cfg.ema
+                         else keras.optimizers.Adam(schedule))
+            model.compile(optimizer, keras.losses.CategoricalCrossentropy(from_logits=True),
                           weighted_metrics=["accuracy"])
             print(f"phase {name}: {epochs} epochs, lr {lr}")
-            hist = model.fit(train_ds, epochs=epoch + epochs, initial_epoch=epoch, callbacks=callbacks,
-                             verbose=1 if sys.stdout.isatty() else 2)
+            # with --ema, epochs are scored and saved with the weights' moving average
+            swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []
+            hist = model.fit(train_ds, epochs=epoch + epochs, initial_epoch=epoch,
+                             callbacks=swap + callbacks, verbose=1 if sys.stdout.isatty() else 2)
             epoch += len(hist.epoch)
     except KeyboardInterrupt:
         print(f"\ninterrupted: keeping the best checkpoint so far ({best_path})")
