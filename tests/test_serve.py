@@ -233,3 +233,48 @@ def test_serve_refuses_a_missing_camera_in_one_line(tmp_path):
 
     proc = run_cli("serve", "--port", "0", "--camera", f"replay:{tmp_path / 'nothing'}", timeout=120)
     assert proc.returncode != 0 and proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("for_good", [False, True])
+def test_live_view_reopens_a_camera_that_drops_out(clf: Classifier, capsys, for_good: bool):
+    import time
+
+    from edge.camera.sources import RETRIES, ReplaySource, SourceError
+    from edge.serve.live import LiveView
+
+    class DropsOut(ReplaySource):
+        """Stops delivering after 3 frames; reopened, it delivers again unless it is gone for good."""
+
+        def __init__(self, path: Path):
+            self.opens = self.reads = 0
+            super().__init__(path, fps=50)
+
+        def _open(self) -> None:
+            self.opens, self.reads = self.opens + 1, 0
+            super()._open()
+
+        def read(self):
+            self.reads += 1
+            if (self.reads > 3) if self.opens == 1 else for_good:
+                raise SourceError("the camera stopped delivering frames (Device timeout)")
+            return super().read()
+
+    source = DropsOut(ROOT / "samples/lesions")
+    live = LiveView(source, clf, interval=0.01).start()
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            _, status = live.latest()
+            if status["state"] == "stopped" or (source.opens == 2 and source.reads >= 3):
+                break
+            time.sleep(0.05)
+    finally:
+        live.stop()
+    err = capsys.readouterr().err
+    assert "Device timeout); retrying (1/3)" in err
+    if for_good:
+        assert status == {"state": "stopped", "error": "camera stopped: the camera stopped delivering frames "
+                          f"(Device timeout); gave up after {RETRIES} retries"}
+        assert source.opens == 1 + RETRIES
+    else:
+        assert status["state"] == "live" and status["result"] is not None and "retrying (2/3)" not in err

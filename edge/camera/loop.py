@@ -21,12 +21,10 @@ from edge.camera.display import Display
 from edge.camera.overlay import View, panel
 from edge.camera.quality import Quality, assess
 from edge.camera.shots import ShotStore
-from edge.camera.sources import FrameSource, RawFrame, SourceError
+from edge.camera.sources import RETRIES, RETRY_DELAY, FrameSource, RawFrame, SourceError, read_retrying
 from edge.classifier import Classifier
 from edge.result import Result
 
-RETRIES = 3
-RETRY_DELAY = 0.5
 POLL_INTERVAL = 0.05
 """How long the main thread waits for a frame before polling the controls again."""
 STILL_TIMEOUT = 30.0
@@ -85,7 +83,7 @@ class Grabber:
         try:
             while not self._stop.is_set():
                 self._serve_stills()
-                frame = self._read()
+                frame = read_retrying(self.source, self._stop, self.retries, self.retry_delay)
                 if frame is None:
                     break
                 seq += 1
@@ -102,22 +100,6 @@ class Grabber:
                 self._done = True
                 self._cond.notify_all()
             self._fail_stills()
-
-    def _read(self) -> RawFrame | None:
-        try:
-            return self.source.read()
-        except SourceError as exc:
-            error = exc
-        for attempt in range(1, self.retries + 1):
-            print(f"warning: {error}; retrying ({attempt}/{self.retries})", file=sys.stderr)
-            if self._stop.wait(self.retry_delay):
-                return None
-            try:
-                self.source.reopen()
-                return self.source.read()
-            except SourceError as exc:
-                error = exc
-        raise SourceError(f"{error}; gave up after {self.retries} retries")
 
     def _serve_stills(self) -> None:
         while True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from types import ModuleType
@@ -18,6 +19,9 @@ RawFrame = tuple[np.ndarray, str]
 """A frame and its colour order (``"RGB"`` or ``"BGR"``)."""
 LIVE_SIZE = (640, 480)
 """The low-resolution stream classified live; shots use the sensor's full resolution."""
+RETRIES = 3
+RETRY_DELAY = 0.5
+"""A camera that stops delivering is reopened up to ``RETRIES`` times, ``RETRY_DELAY`` s apart."""
 PICAMERA2_HINT = ("sudo apt install python3-picamera2 and create the venv with "
                   "--system-site-packages (and numpy<2 on Bookworm)")
 
@@ -183,6 +187,26 @@ class OpenCVSource(FrameSource):
         cap, self._cap = self._cap, None
         if cap is not None:
             cap.release()
+
+
+def read_retrying(source: FrameSource, stop: threading.Event, retries: int = RETRIES,
+                  delay: float = RETRY_DELAY) -> RawFrame | None:
+    """The next frame, reopening ``source`` after a drop-out up to ``retries`` times (a warning on
+    stderr each time); None if ``stop`` is set while waiting, :class:`SourceError` once retries run out."""
+    try:
+        return source.read()
+    except SourceError as exc:
+        error = exc
+    for attempt in range(1, retries + 1):
+        print(f"warning: {error}; retrying ({attempt}/{retries})", file=sys.stderr)
+        if stop.wait(delay):
+            return None
+        try:
+            source.reopen()
+            return source.read()
+        except SourceError as exc:
+            error = exc
+    raise SourceError(f"{error}; gave up after {retries} retries")
 
 
 class ReplaySource(FrameSource):

@@ -8,12 +8,13 @@ from datetime import datetime, timezone
 from edge.camera.overlay import View, annotate
 from edge.camera.quality import assess
 from edge.camera.shots import jpeg_bytes
-from edge.camera.sources import FrameSource, first_line
+from edge.camera.sources import FrameSource, first_line, read_retrying
 from edge.classifier import Classifier
 
 
 class LiveView:
-    """Owns ``source`` once started; :meth:`stop` ends the thread and releases the camera."""
+    """Owns ``source`` once started; :meth:`stop` ends the thread and releases the camera. A camera
+    that drops out is reopened as in the live loop; the status says why if that fails."""
 
     def __init__(self, source: FrameSource, classifier: Classifier, interval: float = 0.25):
         self.source, self.clf, self.interval = source, classifier, interval
@@ -40,7 +41,10 @@ class LiveView:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                frame, order = self.source.read()
+                raw = read_retrying(self.source, self._stop)  # a drop-out reopens the camera
+                if raw is None:
+                    break
+                frame, order = raw
                 quality = assess(frame, order)
                 result = self.clf.classify(frame, order) if quality.ok else None
                 jpeg = jpeg_bytes(annotate(frame, order, View(result, quality.problem, "LIVE")), 80)
