@@ -51,6 +51,11 @@ class Run:
         return cls(path, config, calibration, keras.models.load_model(path / "model.keras"))
 
 
+def made_by(config: dict) -> list[str]:
+    """The commands that made a run, from its ``config.json`` (runs older than ``commands`` kept one)."""
+    return [c for c in config.get("commands") or [config.get("command", "")] if c]
+
+
 def code_version() -> str:
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -154,8 +159,7 @@ def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str |
     _, _, model_bytes, meta, check, lite_probs = min(passed, key=lambda c: c[:2])  # fewest ties, then order
     n_val = len(arrays["val"][1])
     meta["metrics"] = _metrics(check, arrays, float_probs[n_val:], lite_probs[n_val:], run.config["classes"])
-    made_by = run.config.get("commands") or [run.config.get("command", "")]
-    _write_bundle(out, run, meta, model_bytes, [c for c in (*made_by, command) if c])
+    _write_bundle(out, run, meta, model_bytes, made_by(run.config) + ([command] if command else []))
     return meta
 
 

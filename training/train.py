@@ -16,6 +16,7 @@ import numpy as np
 from edge.io import atomic_write_text
 from edge.labels import CLASSES
 from edge.metrics import balanced_accuracy, softmax
+from convert.bundle import made_by
 from convert.tflite import representative_indices
 from training import models, pipeline, qat
 from training.archs import DEFAULT_SIZE
@@ -85,11 +86,8 @@ class BestBalancedAccuracy(keras.callbacks.Callback):
 def _history(cfg: TrainConfig) -> list[str]:
     """The commands that made this run: those of the ``--init`` model's run, if known, then this one."""
     earlier = Path(cfg.init).parent / "config.json" if cfg.init else None
-    before = []
-    if earlier and earlier.is_file():
-        prior = json.loads(earlier.read_text())
-        before = prior.get("commands") or [prior.get("command", "")]
-    return [c for c in (*before, cfg.command) if c]
+    before = made_by(json.loads(earlier.read_text())) if earlier and earlier.is_file() else []
+    return before + ([cfg.command] if cfg.command else [])
 
 
 def run(cfg: TrainConfig) -> Path:
@@ -159,9 +157,8 @@ def run(cfg: TrainConfig) -> Path:
             schedule = keras.optimizers.schedules.CosineDecay(
                 lr / 10 if warmup else lr, epochs * steps - warmup, alpha=0.05,
                 warmup_target=lr if warmup else None, warmup_steps=warmup)
-            optimizer = (keras.optimizers.Adam(schedule, use_ema=True, ema_momentum=cfg.ema) if cfg.ema
-                         else keras.optimizers.Adam(schedule))
-            model.compile(optimizer, keras.losses.CategoricalCrossentropy(from_logits=True),
+            model.compile(keras.optimizers.Adam(schedule, use_ema=cfg.ema > 0, ema_momentum=cfg.ema),
+                          keras.losses.CategoricalCrossentropy(from_logits=True),
                           weighted_metrics=["accuracy"])
             print(f"phase {name}: {epochs} epochs, lr {lr}")
             # with --ema, epochs are scored and saved with the weights' moving average
