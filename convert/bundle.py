@@ -21,7 +21,7 @@ from edge.embedded import embed
 from edge.labels import CLASS_NAMES
 from edge.metrics import evaluate, softmax
 
-KEY_METRICS = ("n", "accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "ece",
+KEY_METRICS = ("n", "accuracy", "balanced_accuracy", "balanced_accuracy_ci95", "macro_f1", "macro_auc", "ece",
                "mel_sensitivity_at_80_specificity", "mel_sensitivity_at_90_specificity")
 
 
@@ -48,7 +48,7 @@ class Run:
                 raise FileNotFoundError(f"{path} is not a finished training run: no {name}")
         config = json.loads((path / "config.json").read_text())
         calibration = json.loads((path / "calibration.json").read_text())
-        return cls(path, config, calibration, keras.models.load_model(path / "model.keras"))
+        return cls(path, config, calibration, keras.models.load_model(path / "model.keras", compile=False))
 
 
 def made_by(config: dict) -> list[str]:
@@ -116,7 +116,8 @@ def _load_split_arrays(run: Run, data: str | None, n_representative: int) -> dic
     rep = [parts["train"][i] for i in representative_indices(y_train, n_representative)]
     return {"representative": pipeline.load_arrays(rep, size, crop, desc="representative")[0],
             "val": pipeline.load_arrays(parts["val"], size, crop, desc="val"),
-            "test": pipeline.load_arrays(parts["test"], size, crop, desc="test")}
+            "test": pipeline.load_arrays(parts["test"], size, crop, desc="test"),
+            "test_lesions": np.array([r.lesion_id for r in parts["test"]])}
 
 
 def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str | None = None,
@@ -165,12 +166,12 @@ def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str |
 
 def _metrics(check: Verification, arrays: dict, float_test: np.ndarray, lite_test: np.ndarray,
              classes: list[str]) -> dict:
-    y_test = arrays["test"][1]
+    y_test, lesions = arrays["test"][1], arrays["test_lesions"]
     return {
         "split": "test: lesion-disjoint split of split.csv",
         "verification": {**check.to_dict(), "on": "val + test"},
-        "test": {"float": summarize(evaluate(y_test, float_test, classes)),
-                 "tflite": summarize(evaluate(y_test, lite_test, classes))},
+        "test": {"float": summarize(evaluate(y_test, float_test, classes, lesions)),
+                 "tflite": summarize(evaluate(y_test, lite_test, classes, lesions))},
     }
 
 

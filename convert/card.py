@@ -24,7 +24,9 @@ def model_card(meta: dict) -> str:
     keras_name = "Keras float32" + (" (quantization-aware, int8-grid kernels)" if tr.get("qat_epochs") else "")
     for name, key in ((keras_name, "float"), (f"TFLite {meta['quantization']} (this file)", "tflite")):
         t = m["test"][key]
-        rows.append(f"| {name} | {_f(t['balanced_accuracy'])} | {_f(t['accuracy'])} | "
+        ci = t.get("balanced_accuracy_ci95")
+        ba = _f(t["balanced_accuracy"]) + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+        rows.append(f"| {name} | {ba} | {_f(t['accuracy'])} | "
                     f"{_f(t['mel_sensitivity_at_80_specificity'])} | {_f(t['macro_auc'])} | {_f(t['ece'])} |")
     recall = m["test"]["tflite"]["recall"]
     v = m["verification"]
@@ -53,10 +55,12 @@ The population is mostly fair-skinned (Austria, Australia); dx labels are histop
 malignant cases and follow-up/expert consensus for many benign ones.
 
 ## Metrics (lesion-disjoint test split, {m['test']['tflite']['n']} images)
-| model | balanced accuracy | accuracy | mel sensitivity @ 80% specificity | macro AUC | ECE |
+| model | balanced accuracy (95% interval) | accuracy | mel sensitivity @ 80% specificity | macro AUC | ECE |
 |---|---|---|---|---|---|
 {chr(10).join(rows)}
 
+The interval is a bootstrap over the test lesions, each class resampled on its own: it shows how far
+the figure could move on another sample of lesions like these, which the rare classes dominate.
 Per-class recall (TFLite): {', '.join(f'{c} {_f(r)}' for c, r in recall.items())}.
 
 Conversion check (validation + test, through the edge runtime): top-1 agreement with Keras

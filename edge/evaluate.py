@@ -20,9 +20,10 @@ class LabelsError(ValueError):
 
 
 def read_labelled(labels_csv: Path, images: Path | None = None, split_file: Path | None = None,
-                  split: str | None = None) -> list[tuple[str, str]]:
-    """``(image path, class code)`` pairs from a ``path,label`` CSV (paths relative to the CSV)
-    or a HAM10000-style metadata CSV (``image_id,dx``; images searched under ``images``).
+                  split: str | None = None) -> list[tuple[str, str, str]]:
+    """``(image path, class code, lesion)`` from a ``path,label`` CSV (paths relative to the CSV;
+    each image its own lesion unless a ``lesion_id`` column says otherwise) or a HAM10000-style
+    metadata CSV (``image_id,dx,lesion_id``; images searched under ``images``).
     With ``split_file`` and ``split``, only images of that split are kept."""
     with open(labels_csv, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -31,13 +32,13 @@ def read_labelled(labels_csv: Path, images: Path | None = None, split_file: Path
     cols = rows[0].keys()
     if {"path", "label"} <= cols:
         base = images or labels_csv.parent
-        pairs = [(str(base / r["path"]), r["label"]) for r in rows]
+        pairs = [(str(base / r["path"]), r["label"], r.get("lesion_id") or r["path"]) for r in rows]
         ids = [Path(r["path"]).stem for r in rows]
     elif {"image_id", "dx"} <= cols:
         base = images or labels_csv.parent
         found = images_by_stem(base)
         rows = [r for r in rows if r["image_id"] in found]
-        pairs = [(str(found[r["image_id"]][0]), r["dx"]) for r in rows]
+        pairs = [(str(found[r["image_id"]][0]), r["dx"], r.get("lesion_id") or r["image_id"]) for r in rows]
         ids = [r["image_id"] for r in rows]
     else:
         raise LabelsError(f"{labels_csv}: expected columns path,label or image_id,dx")
@@ -69,22 +70,23 @@ def main(args) -> int:
         raise SystemExit(f"error: {exc}") from None
     clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)
     codes = clf.bundle.codes
-    unknown = sorted({lab for _, lab in pairs} - set(codes))
+    unknown = sorted({lab for _, lab, _ in pairs} - set(codes))
     if unknown:
         raise SystemExit(f"error: labels {unknown} are not classes of this model ({codes})")
-    label_of = dict(pairs)
-    probs, y, failed = [], [], []
-    for row in classify_paths(clf, [p for p, _ in pairs], args.workers, args.tta):
+    probs, y, lesions, failed = [], [], [], []
+    rows = classify_paths(clf, [p for p, _, _ in pairs], args.workers, args.tta)  # in order
+    for row, (_, label, lesion) in zip(rows, pairs):
         if row.error:
             failed.append(f"{row.path}: {row.error}")
             continue
         probs.append(row.probs)
-        y.append(codes.index(label_of[row.path]))
+        y.append(codes.index(label))
+        lesions.append(lesion)
     for line in failed:
         print(f"skipped {line}", file=sys.stderr)
     if not probs:
         raise SystemExit("error: no image could be classified")
-    metrics = evaluate(np.array(y), np.stack(probs), codes)
+    metrics = evaluate(np.array(y), np.stack(probs), codes, np.array(lesions))
     metrics.update({"model": clf.bundle.name, "model_sha256": clf.bundle.sha256, "failed": len(failed),
                     "labels_csv": str(args.labels), "split": args.split if args.split_file else None})
     print(format_table(metrics))

@@ -26,6 +26,34 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> float:
     return float(np.mean(np.diag(cm)[present] / support[present]))
 
 
+def balanced_accuracy_interval(y_true: np.ndarray, y_pred: np.ndarray, k: int,
+                               groups: np.ndarray | None = None, level: float = 0.95,
+                               rounds: int = 2000, seed: int = 0) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of balanced accuracy. Each class is resampled on its own
+    (the split fixes how many of each there are), by lesion when ``groups`` gives each image's
+    lesion, so several images of one lesion count as one draw. Seeded: the same input, the same
+    interval."""
+    y_true, correct = np.asarray(y_true), np.asarray(y_pred) == np.asarray(y_true)
+    groups = np.arange(len(y_true)) if groups is None else np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    recalls = []
+    for c in range(k):
+        members = y_true == c
+        if not members.any():
+            continue
+        _, lesion = np.unique(groups[members], return_inverse=True)
+        hits = np.bincount(lesion, weights=correct[members].astype(float))
+        images = np.bincount(lesion).astype(float)
+        draw = rng.integers(0, len(images), size=(rounds, len(images)))
+        recalls.append(hits[draw].sum(axis=1) / images[draw].sum(axis=1))
+    if not recalls:
+        return None
+    ba = np.mean(recalls, axis=0)
+    tail = (1.0 - level) / 2.0 * 100
+    lo, hi = np.percentile(ba, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
     """Area under the ROC curve (Mann-Whitney U with tie correction); None if one class is absent."""
     positive = np.asarray(positive, dtype=bool)
@@ -82,8 +110,10 @@ def reliability(probs: np.ndarray, y_true: np.ndarray, bins: int = 10) -> dict:
             "count": count.tolist(), "ece": ece}
 
 
-def evaluate(y_true: np.ndarray, probs: np.ndarray, classes: list[str] | tuple[str, ...]) -> dict:
-    """Every figure the project reports, from true labels and class probabilities."""
+def evaluate(y_true: np.ndarray, probs: np.ndarray, classes: list[str] | tuple[str, ...],
+             groups: np.ndarray | None = None) -> dict:
+    """Every figure the project reports, from true labels and class probabilities (``groups``:
+    each image's lesion, for the balanced accuracy interval)."""
     y_true = np.asarray(y_true)
     probs = np.asarray(probs, dtype=np.float64)
     k = len(classes)
@@ -106,6 +136,7 @@ def evaluate(y_true: np.ndarray, probs: np.ndarray, classes: list[str] | tuple[s
         "n": int(len(y_true)),
         "accuracy": float(np.mean(y_pred == y_true)) if len(y_true) else None,
         "balanced_accuracy": float(np.mean(recall[present])) if present.any() else None,
+        "balanced_accuracy_ci95": balanced_accuracy_interval(y_true, y_pred, k, groups),
         "macro_f1": float(np.mean(np.nan_to_num(f1[present]))) if present.any() else None,
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
@@ -131,10 +162,12 @@ def format_table(metrics: dict) -> str:
     def f(v):
         return "  -  " if v is None else f"{v:.3f}"
 
+    ci = metrics.get("balanced_accuracy_ci95")
     lines = [
         f"images {metrics['n']}   accuracy {f(metrics['accuracy'])}   "
-        f"balanced accuracy {f(metrics['balanced_accuracy'])}   macro F1 {f(metrics['macro_f1'])}   "
-        f"macro AUC {f(metrics['macro_auc'])}   ECE {f(metrics['ece'])}",
+        f"balanced accuracy {f(metrics['balanced_accuracy'])}"
+        + (f" (95% interval {ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+        + f"   macro F1 {f(metrics['macro_f1'])}   macro AUC {f(metrics['macro_auc'])}   ECE {f(metrics['ece'])}",
     ]
     if "mel_sensitivity_at_80_specificity" in metrics:
         lines.append(f"melanoma sensitivity at 80% specificity {f(metrics['mel_sensitivity_at_80_specificity'])}"

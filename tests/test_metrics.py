@@ -61,3 +61,24 @@ def test_temperature_softmax_sums_to_one():
     p = metrics.softmax(np.array([[2.0, 1.0, 0.0]]), temperature=2.0)
     assert p.sum() == pytest.approx(1.0)
     assert p[0, 0] < metrics.softmax(np.array([[2.0, 1.0, 0.0]]))[0, 0]
+
+
+def test_balanced_accuracy_interval_holds_the_figure_and_narrows_with_more_lesions(predictions):
+    y, p = predictions
+    pred = p.argmax(1)
+    lo, hi = metrics.balanced_accuracy_interval(y, pred, 7)
+    assert lo < metrics.balanced_accuracy(y, pred, 7) < hi
+    assert metrics.balanced_accuracy_interval(y, pred, 7) == (lo, hi)  # seeded
+    y4, pred4 = np.tile(y, 4), np.tile(pred, 4)  # four times the lesions, same recall
+    lo4, hi4 = metrics.balanced_accuracy_interval(y4, pred4, 7)
+    assert hi4 - lo4 < 0.6 * (hi - lo)  # about half as wide (1 / sqrt(4))
+    assert metrics.evaluate(y, p, CLASSES)["balanced_accuracy_ci95"] == (lo, hi)
+
+
+def test_balanced_accuracy_interval_counts_a_lesion_once_however_many_images(predictions):
+    y, p = predictions
+    pred = p.argmax(1)
+    lo, hi = metrics.balanced_accuracy_interval(y, pred, 7)
+    lesions = np.tile(np.arange(len(y)), 4)  # every lesion photographed four times, same answer
+    glo, ghi = metrics.balanced_accuracy_interval(np.tile(y, 4), np.tile(pred, 4), 7, lesions)
+    assert ghi - glo == pytest.approx(hi - lo, rel=0.15)  # not the narrower interval of 4x the lesions

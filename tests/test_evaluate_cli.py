@@ -1,0 +1,58 @@
+"""`lesionlite evaluate` through the real CLI on the shipped model and sample JPEGs."""
+from __future__ import annotations
+
+import csv
+import json
+
+from conftest import ROOT, run_cli
+
+SAMPLES = ROOT / "samples" / "lesions"
+
+
+def _write_labels(path, rows) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, ["path", "label", "lesion_id"])
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _evaluate(labels, tmp_path, name):
+    out = tmp_path / f"{name}.json"
+    proc = run_cli("evaluate", str(labels), "--images", str(SAMPLES), "--json", str(out))
+    return proc, (json.loads(out.read_text()) if out.exists() else None)
+
+
+def test_scores_the_samples_with_an_interval_and_the_disclaimer(tmp_path):
+    proc, m = _evaluate(SAMPLES / "labels.csv", tmp_path, "samples")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lo, hi = m["balanced_accuracy_ci95"]
+    assert m["n"] == 16 and lo <= m["balanced_accuracy"] <= hi
+    assert f"(95% interval {lo:.3f}-{hi:.3f})" in proc.stdout
+    assert "not a diagnosis" in proc.stdout.lower()
+
+
+def test_images_of_one_lesion_count_once_in_the_interval(tmp_path):
+    rows = list(csv.DictReader(open(SAMPLES / "labels.csv")))
+    _write_labels(tmp_path / "once.csv", rows)
+    _write_labels(tmp_path / "same_lesion.csv", [r for r in rows for _ in range(3)])
+    _write_labels(tmp_path / "new_lesions.csv", [{**r, "lesion_id": f"{r['lesion_id']}-{i}"}
+                                                 for r in rows for i in range(3)])
+    intervals = {}
+    for name in ("once", "same_lesion", "new_lesions"):
+        proc, m = _evaluate(tmp_path / f"{name}.csv", tmp_path, name)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lo, hi = m["balanced_accuracy_ci95"]
+        intervals[name] = hi - lo
+    assert intervals["same_lesion"] == intervals["once"]  # three photos of a lesion: still one draw
+    assert intervals["new_lesions"] < intervals["once"]  # three lesions: more evidence, narrower
+
+
+def test_a_broken_image_is_reported_and_the_rest_still_scored(tmp_path):
+    rows = list(csv.DictReader(open(SAMPLES / "labels.csv")))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes((SAMPLES / rows[0]["path"]).read_bytes()[:500])
+    _write_labels(tmp_path / "labels.csv", rows + [{"path": str(broken), "label": "nv", "lesion_id": "X"}])
+    proc, m = _evaluate(tmp_path / "labels.csv", tmp_path, "broken")
+    assert proc.returncode == 1
+    assert "skipped" in proc.stderr and "broken.jpg" in proc.stderr and "Traceback" not in proc.stderr
+    assert m["n"] == 16 and m["failed"] == 1
