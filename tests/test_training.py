@@ -176,7 +176,7 @@ def test_quantization_aware_phase_continues_a_run_and_converts(tiny_run, ham_lay
     proc = run_cli("train", "--data", str(ham_layout), "--arch", "mobilenetv2", "--alpha", "0.35",
                    "--input-size", "48", "--init", str(tiny_run / "model.keras"), "--split",
                    str(tiny_run / "split.csv"), "--epochs", "0", "--fine-tune-epochs", "0", "--qat-epochs", "1",
-                   "--batch", "16", "--out", str(run), timeout=600)
+                   "--imbalance", "logit-adjust", "--mixup", "0.2", "--batch", "16", "--out", str(run), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "simulating int8 rounding at" in proc.stdout and "phase head" not in proc.stdout
     assert (run / "split.csv").read_bytes() == (tiny_run / "split.csv").read_bytes()
@@ -242,3 +242,43 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_still_reports(ham_layout, tmp_path
     assert "interrupted: keeping the best checkpoint" in rest
     assert (run / "model.keras").is_file() and (run / "report" / "summary.md").is_file()
     assert (run / "calibration.json").is_file()
+
+
+def test_mixup_blends_images_labels_and_weights_by_the_same_share():
+    import tensorflow as tf
+
+    from training.pipeline import mix_batch
+
+    x = tf.constant(np.arange(6, dtype=np.float32).reshape(6, 1, 1, 1) * 10)
+    y = tf.one_hot(np.arange(6), 6)  # six classes: an example and its partner never share one
+    w = tf.constant([1.0, 2, 3, 4, 5, 6])
+    mx, my, mw = (t.numpy() for t in mix_batch((x, y, w), 0.2))
+    lam = my[np.arange(6), np.arange(6)]  # the share of each example's own class
+    partner = np.arange(6)[::-1]
+    assert np.allclose(my.sum(1), 1) and np.all(lam >= 0.5) and np.any(lam < 0.999)
+    assert np.allclose(my[np.arange(6), partner], 1 - lam)
+    assert np.allclose(mw, lam * w.numpy() + (1 - lam) * w.numpy()[partner])
+    assert np.allclose(mx[:, 0, 0, 0], lam * x.numpy()[:, 0, 0, 0] + (1 - lam) * x.numpy()[partner, 0, 0, 0],
+                       atol=1e-4)
+
+
+def test_logit_adjusted_loss_leaves_raw_logits_balanced_where_plain_loss_follows_the_prior():
+    import keras
+
+    from training.losses import LogitAdjustedCrossEntropy
+
+    y = np.array([0] * 80 + [1] * 15 + [2] * 5)  # as skewed as nv against the rare classes
+    x = np.ones((len(y), 1), np.float32)  # no evidence: the best answer is the prior alone
+    biases = {}
+    for name, loss in (("plain", keras.losses.CategoricalCrossentropy(from_logits=True)),
+                       ("adjusted", LogitAdjustedCrossEntropy.for_labels(y, 3))):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(3, kernel_initializer="zeros")])
+        model.compile(keras.optimizers.Adam(0.05), loss)
+        model.fit(np.tile(x, (600, 1)), np.tile(np.eye(3)[y], (600, 1)), batch_size=len(y), shuffle=False,
+                  verbose=0)  # 600 full-batch steps
+        logits = model.predict(x[:1], verbose=0)[0]
+        biases[name] = logits - logits.mean()
+    prior = np.log(np.bincount(y) / len(y))
+    assert np.allclose(biases["plain"], prior - prior.mean(), atol=0.1)  # plain CE learns the prior
+    assert np.abs(biases["adjusted"]).max() < 0.1  # adjusted: no class favoured for being common

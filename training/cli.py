@@ -23,7 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--fine-tune-lr", type=float, default=1e-4)
-    p.add_argument("--imbalance", choices=("class-weight", "none"), default="class-weight")
+    p.add_argument("--imbalance", choices=("class-weight", "logit-adjust", "none"), default="class-weight",
+                   help="class-weight: rare classes weigh more; logit-adjust: the loss offsets logits "
+                   "by the log class frequencies instead")
     p.add_argument("--class-weight-power", type=float, default=1.0,
                    help="1 weighs every class equally, 0.5 softens the weights")
     p.add_argument("--label-smoothing", type=float, default=0.0,
@@ -35,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qat-lr", type=float, default=1e-5)
     p.add_argument("--ema", type=float, default=0.0, metavar="MOMENTUM",
                    help="score and keep the moving average of the weights (e.g. 0.995; 0 = off)")
+    p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                   help="blend training examples in pairs, Beta(ALPHA, ALPHA) (e.g. 0.2; 0 = off)")
     p.add_argument("--train-batchnorm", action="store_true",
                    help="let BatchNorm statistics and scales adapt while fine-tuning")
     p.add_argument("--patience", type=int, default=6, help="early stopping patience (epochs)")
@@ -76,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
         class_weight_power=args.class_weight_power, label_smoothing=args.label_smoothing,
         patience=args.patience, seed=args.seed, refer_sensitivity=args.refer_sensitivity,
         confidence_floor=args.confidence_floor, init=args.init, qat_epochs=args.qat_epochs,
-        qat_lr=args.qat_lr, ema=args.ema, train_batchnorm=args.train_batchnorm,
+        qat_lr=args.qat_lr, ema=args.ema, mixup=args.mixup, train_batchnorm=args.train_batchnorm,
         command="lesionlite " + shlex.join(sys.argv[1:]))
     try:
         run(cfg)

@@ -48,8 +48,9 @@ def augment(image: tf.Tensor, max_zoom: float = 0.15) -> tf.Tensor:
 
 def dataset(x: np.ndarray, y: np.ndarray, batch: int, num_classes: int, training: bool,
             label_smoothing: float = 0.0, sample_weights: np.ndarray | None = None,
-            seed: int = 0) -> tf.data.Dataset:
-    """Batches of (float pixels, one-hot labels[, weights]); shuffled and augmented if training."""
+            seed: int = 0, mixup: float = 0.0) -> tf.data.Dataset:
+    """Batches of (float pixels, one-hot labels[, weights]); shuffled and augmented if training,
+    and with ``mixup`` > 0 each example blended with another of its batch (:func:`mix_batch`)."""
     onehot = tf.one_hot(y, num_classes)
     if label_smoothing:
         onehot = onehot * (1.0 - label_smoothing) + label_smoothing / num_classes
@@ -62,8 +63,26 @@ def dataset(x: np.ndarray, y: np.ndarray, batch: int, num_classes: int, training
         img = tf.cast(img, tf.float32)
         return (augment(img) if training else img, *rest)
 
-    ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).batch(batch)
+    if training and mixup > 0:
+        ds = ds.map(lambda *parts: mix_batch(parts, mixup), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def mix_batch(parts: tuple[tf.Tensor, ...], alpha: float) -> tuple[tf.Tensor, ...]:
+    """Mixup (Zhang et al., 2018): images, labels and weights of a batch blended with the batch
+    reversed, each example by its own ``lam ~ Beta(alpha, alpha)`` (kept >= 0.5, so the example
+    stays the larger part)."""
+    n = tf.shape(parts[0])[0]
+    a = tf.random.gamma([n], alpha)
+    lam = a / (a + tf.random.gamma([n], alpha))
+    lam = tf.maximum(lam, 1.0 - lam)
+
+    def blend(t: tf.Tensor) -> tf.Tensor:
+        w = tf.reshape(lam, [-1] + [1] * (len(t.shape) - 1))
+        return w * t + (1.0 - w) * tf.reverse(t, [0])
+
+    return tuple(blend(t) for t in parts)
 
 
 def balanced_sample_weights(y: np.ndarray, num_classes: int, power: float = 1.0) -> np.ndarray:

@@ -18,7 +18,7 @@ from edge.labels import CLASSES
 from edge.metrics import balanced_accuracy, softmax
 from convert.bundle import made_by
 from convert.tflite import representative_indices
-from training import models, pipeline, qat
+from training import losses, models, pipeline, qat
 from training.archs import DEFAULT_SIZE
 from training.calibrate import decision_thresholds, fit_temperature
 from training.data import index_dataset
@@ -53,6 +53,7 @@ class TrainConfig:
     qat_epochs: int = 0
     qat_lr: float = 1e-5
     ema: float = 0.0
+    mixup: float = 0.0
     train_batchnorm: bool = False
     workers: int = 4
     command: str = ""
@@ -107,7 +108,7 @@ def run(cfg: TrainConfig) -> Path:
 
     built = models.build(cfg.arch, size, len(CLASSES), None if cfg.init else cfg.weights, cfg.alpha)
     if cfg.init:  # continue from a trained model of the same architecture
-        built.model.set_weights(keras.models.load_model(cfg.init).get_weights())
+        built.model.set_weights(keras.models.load_model(cfg.init, compile=False).get_weights())
     config = {**asdict(cfg), "commands": _history(cfg), "input_size": list(size), "crop": built.crop,
               "classes": list(CLASSES),
               "data": str(Path(cfg.data).resolve()),
@@ -120,7 +121,9 @@ def run(cfg: TrainConfig) -> Path:
     weights = (pipeline.balanced_sample_weights(y_tr, len(CLASSES), cfg.class_weight_power)
                if cfg.imbalance == "class-weight" else None)
     train_ds = pipeline.dataset(x_tr, y_tr, cfg.batch, len(CLASSES), True, cfg.label_smoothing,
-                                weights, cfg.seed)
+                                weights, cfg.seed, cfg.mixup)
+    loss = (losses.LogitAdjustedCrossEntropy.for_labels(y_tr, len(CLASSES))
+            if cfg.imbalance == "logit-adjust" else keras.losses.CategoricalCrossentropy(from_logits=True))
 
     best_path = out / "model.keras"
     best = BestBalancedAccuracy(x_va, y_va, best_path)
@@ -158,8 +161,7 @@ def run(cfg: TrainConfig) -> Path:
                 lr / 10 if warmup else lr, epochs * steps - warmup, alpha=0.05,
                 warmup_target=lr if warmup else None, warmup_steps=warmup)
             model.compile(keras.optimizers.Adam(schedule, use_ema=cfg.ema > 0, ema_momentum=cfg.ema),
-                          keras.losses.CategoricalCrossentropy(from_logits=True),
-                          weighted_metrics=["accuracy"])
+                          loss, weighted_metrics=["accuracy"])
             print(f"phase {name}: {epochs} epochs, lr {lr}")
             # with --ema, epochs are scored and saved with the weights' moving average
             swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []
@@ -171,11 +173,13 @@ def run(cfg: TrainConfig) -> Path:
     if not best_path.exists():
         raise SystemExit("no checkpoint was saved: training stopped before the first epoch ended")
     train_seconds = time.time() - started
-    return finish(out, cfg, keras.models.load_model(best_path), (x_va, y_va), (x_te, y_te), train_seconds)
+    best_model = keras.models.load_model(best_path, compile=False)
+    return finish(out, cfg, best_model, (x_va, y_va), (x_te, y_te), train_seconds,
+                  [r.lesion_id for r in parts["test"]])
 
 
 def finish(out: Path, cfg: TrainConfig, model: keras.Model, val: tuple, test: tuple,
-           train_seconds: float) -> Path:
+           train_seconds: float, test_lesions: list[str]) -> Path:
     """Calibrate on validation, write ``calibration.json`` and the test report."""
     val_logits = model.predict(val[0], batch_size=64, verbose=0)
     temperature = fit_temperature(val_logits, val[1])
@@ -188,7 +192,7 @@ def finish(out: Path, cfg: TrainConfig, model: keras.Model, val: tuple, test: tu
              "train_wall_time_s": round(train_seconds, 1), "temperature": round(temperature, 4),
              "float_model": "Keras"}
     metrics = write_report(out / "report", test[1], softmax(test_logits), softmax(test_logits, temperature),
-                           list(CLASSES), f"{cfg.arch} on the test split", extra)
+                           list(CLASSES), f"{cfg.arch} on the test split", extra, test_lesions)
     print(f"test balanced accuracy {metrics['balanced_accuracy']:.4f}, accuracy {metrics['accuracy']:.4f}, "
           f"temperature {temperature:.3f}; report in {out / 'report'}")
     return out
