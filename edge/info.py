@@ -21,7 +21,9 @@ def main(args) -> int:
     print(f"labels: {', '.join(bundle.codes)}; temperature {bundle.temperature:.3f}")
     print(f"thresholds: {json.dumps(bundle.thresholds)}")
     if test:
-        print(f"test split: balanced accuracy {test['balanced_accuracy']:.3f}, accuracy {test['accuracy']:.3f}, "
+        ci = test.get("balanced_accuracy_ci95")
+        interval = f" (95% interval {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+        print(f"test split: balanced accuracy {test['balanced_accuracy']:.3f}{interval}, accuracy {test['accuracy']:.3f}, "
               f"melanoma sensitivity at 80% specificity {test['mel_sensitivity_at_80_specificity']:.3f}")
     print(DISCLAIMER)
     return 0
