@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge.labels import DISCLAIMER
+from edge.metrics import interval_note
 
 ATTRIBUTION = (
     "HAM10000: Tschandl P., Rosendahl C., Kittler H. \"The HAM10000 dataset, a large collection of "
@@ -24,8 +25,7 @@ def model_card(meta: dict) -> str:
     keras_name = "Keras float32" + (" (quantization-aware, int8-grid kernels)" if tr.get("qat_epochs") else "")
     for name, key in ((keras_name, "float"), (f"TFLite {meta['quantization']} (this file)", "tflite")):
         t = m["test"][key]
-        ci = t.get("balanced_accuracy_ci95")
-        ba = _f(t["balanced_accuracy"]) + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+        ba = _f(t["balanced_accuracy"]) + interval_note(t.get("balanced_accuracy_ci95"))
         rows.append(f"| {name} | {ba} | {_f(t['accuracy'])} | "
                     f"{_f(t['mel_sensitivity_at_80_specificity'])} | {_f(t['macro_auc'])} | {_f(t['ece'])} |")
     recall = m["test"]["tflite"]["recall"]
@@ -55,7 +55,7 @@ The population is mostly fair-skinned (Austria, Australia); dx labels are histop
 malignant cases and follow-up/expert consensus for many benign ones.
 
 ## Metrics (lesion-disjoint test split, {m['test']['tflite']['n']} images)
-| model | balanced accuracy (95% interval) | accuracy | mel sensitivity @ 80% specificity | macro AUC | ECE |
+| model | balanced accuracy | accuracy | mel sensitivity @ 80% specificity | macro AUC | ECE |
 |---|---|---|---|---|---|
 {chr(10).join(rows)}
 

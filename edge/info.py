@@ -5,6 +5,7 @@ import json
 
 from edge.bundle import load_bundle
 from edge.labels import DISCLAIMER
+from edge.metrics import interval_note
 
 
 def main(args) -> int:
@@ -21,8 +22,7 @@ def main(args) -> int:
     print(f"labels: {', '.join(bundle.codes)}; temperature {bundle.temperature:.3f}")
     print(f"thresholds: {json.dumps(bundle.thresholds)}")
     if test:
-        ci = test.get("balanced_accuracy_ci95")
-        interval = f" (95% interval {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+        interval = interval_note(test.get("balanced_accuracy_ci95"))
         print(f"test split: balanced accuracy {test['balanced_accuracy']:.3f}{interval}, accuracy {test['accuracy']:.3f}, "
               f"melanoma sensitivity at 80% specificity {test['mel_sensitivity_at_80_specificity']:.3f}")
     print(DISCLAIMER)

@@ -27,7 +27,7 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> float:
 
 
 def balanced_accuracy_interval(y_true: np.ndarray, y_pred: np.ndarray, k: int,
-                               groups: np.ndarray | None = None, level: float = 0.95,
+                               groups: np.ndarray | list[str] | None = None, level: float = 0.95,
                                rounds: int = 2000, seed: int = 0) -> tuple[float, float] | None:
     """Percentile bootstrap interval of balanced accuracy. Each class is resampled on its own
     (the split fixes how many of each there are), by lesion when ``groups`` gives each image's
@@ -52,6 +52,11 @@ def balanced_accuracy_interval(y_true: np.ndarray, y_pred: np.ndarray, k: int,
     tail = (1.0 - level) / 2.0 * 100
     lo, hi = np.percentile(ba, [tail, 100 - tail])
     return float(lo), float(hi)
+
+
+def interval_note(ci: tuple[float, float] | list[float] | None) -> str:
+    """`` (95% interval LO-HI)`` for :func:`balanced_accuracy_interval`'s result, or nothing."""
+    return f" (95% interval {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
 
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
@@ -111,7 +116,7 @@ def reliability(probs: np.ndarray, y_true: np.ndarray, bins: int = 10) -> dict:
 
 
 def evaluate(y_true: np.ndarray, probs: np.ndarray, classes: list[str] | tuple[str, ...],
-             groups: np.ndarray | None = None) -> dict:
+             groups: np.ndarray | list[str] | None = None) -> dict:
     """Every figure the project reports, from true labels and class probabilities (``groups``:
     each image's lesion, for the balanced accuracy interval)."""
     y_true = np.asarray(y_true)
@@ -162,12 +167,10 @@ def format_table(metrics: dict) -> str:
     def f(v):
         return "  -  " if v is None else f"{v:.3f}"
 
-    ci = metrics.get("balanced_accuracy_ci95")
     lines = [
-        f"images {metrics['n']}   accuracy {f(metrics['accuracy'])}   "
-        f"balanced accuracy {f(metrics['balanced_accuracy'])}"
-        + (f" (95% interval {ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
-        + f"   macro F1 {f(metrics['macro_f1'])}   macro AUC {f(metrics['macro_auc'])}   ECE {f(metrics['ece'])}",
+        f"images {metrics['n']}   accuracy {f(metrics['accuracy'])}   balanced accuracy "
+        f"{f(metrics['balanced_accuracy'])}{interval_note(metrics.get('balanced_accuracy_ci95'))}   "
+        f"macro F1 {f(metrics['macro_f1'])}   macro AUC {f(metrics['macro_auc'])}   ECE {f(metrics['ece'])}",
     ]
     if "mel_sensitivity_at_80_specificity" in metrics:
         lines.append(f"melanoma sensitivity at 80% specificity {f(metrics['mel_sensitivity_at_80_specificity'])}"

@@ -56,7 +56,7 @@ def write_report(out: Path, y: np.ndarray, probs_raw: np.ndarray, probs_cal: np.
     """Write ``metrics.json``, ``confusion_matrix.png``, ``reliability.png`` and ``summary.md``
     (``lesions``: each image's lesion, so the balanced accuracy interval resamples lesions)."""
     out.mkdir(parents=True, exist_ok=True)
-    metrics = evaluate(y, probs_cal, classes, None if lesions is None else np.array(lesions))
+    metrics = evaluate(y, probs_cal, classes, lesions)
     metrics["ece_uncalibrated"] = reliability(probs_raw, y)["ece"]
     metrics.update(extra)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
