@@ -71,6 +71,11 @@ def summarize(metrics: dict) -> dict:
     return out
 
 
+def color_constancy(cfg: dict) -> str:
+    """The run's colour correction (runs from before the option had none)."""
+    return cfg.get("color_constancy", "none")
+
+
 def build_metadata(run: Run, name: str, quantize: str, input_detail: dict, output_detail: dict) -> dict:
     """The bundle metadata, except the fields known only once the file is final."""
     cfg = run.config
@@ -84,7 +89,8 @@ def build_metadata(run: Run, name: str, quantize: str, input_detail: dict, outpu
         "labels": [{"code": c, "name": CLASS_NAMES.get(c, c)} for c in cfg["classes"]],
         "input": {
             "height": cfg["input_size"][0], "width": cfg["input_size"][1], "color_order": "RGB",
-            "crop": cfg["crop"], "resize": "bilinear", "dtype": in_dtype,
+            "crop": cfg["crop"], "resize": "bilinear", "color_constancy": color_constancy(cfg),
+            "dtype": in_dtype,
             "scale": float(in_q[0]) if in_dtype != "float32" else 1.0,
             "zero_point": int(in_q[1]) if in_dtype != "float32" else 0,
             "mean": 0.0, "std": 1.0,
@@ -111,12 +117,12 @@ def _load_split_arrays(run: Run, data: str | None, n_representative: int) -> dic
     cfg = run.config
     index = index_dataset(data or cfg["data"], None if data else cfg.get("metadata"))
     parts = apply_split(index.records, read_split(run.path / "split.csv"))
-    size, crop = tuple(cfg["input_size"]), cfg["crop"]
+    look = (tuple(cfg["input_size"]), cfg["crop"], color_constancy(cfg))
     y_train = np.array([cfg["classes"].index(r.dx) for r in parts["train"]])
     rep = [parts["train"][i] for i in representative_indices(y_train, n_representative)]
-    return {"representative": pipeline.load_arrays(rep, size, crop, desc="representative")[0],
-            "val": pipeline.load_arrays(parts["val"], size, crop, desc="val"),
-            "test": pipeline.load_arrays(parts["test"], size, crop, desc="test"),
+    return {"representative": pipeline.load_arrays(rep, *look, desc="representative")[0],
+            "val": pipeline.load_arrays(parts["val"], *look, desc="val"),
+            "test": pipeline.load_arrays(parts["test"], *look, desc="test"),
             "test_lesions": np.array([r.lesion_id for r in parts["test"]])}
 
 

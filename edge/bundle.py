@@ -12,7 +12,7 @@ from typing import Any
 
 from edge.embedded import read_embedded
 from edge.labels import CLASS_NAMES, read_labels_file
-from edge.preprocess import InputSpec
+from edge.preprocess import COLOR_CONSTANCY, CROPS, InputSpec
 
 SCHEMA = "lesionlite.bundle/1"
 METADATA_FILE = "metadata.json"
@@ -93,10 +93,15 @@ def from_metadata(meta: dict, model_path: Path, sha256: str = "") -> Bundle:
     try:
         labels = [(lab["code"], lab.get("name") or CLASS_NAMES.get(lab["code"], lab["code"]))
                   for lab in meta["labels"]]
-        return Bundle(model_path, labels, InputSpec.from_dict(meta["input"]), OutputSpec.from_dict(meta["output"]),
-                      float(meta["calibration"]["temperature"]), meta.get("thresholds", {}), meta, sha256)
+        spec = InputSpec.from_dict(meta["input"])
+        bundle = Bundle(model_path, labels, spec, OutputSpec.from_dict(meta["output"]),
+                        float(meta["calibration"]["temperature"]), meta.get("thresholds", {}), meta, sha256)
     except (KeyError, TypeError) as exc:
         raise BundleError(f"metadata is missing a field: {exc}") from None
+    if spec.crop not in CROPS or spec.color_constancy not in COLOR_CONSTANCY:
+        raise BundleError(f"this runtime cannot prepare the input the model wants (crop {spec.crop!r}, "
+                          f"colour constancy {spec.color_constancy!r})")
+    return bundle
 
 
 def load_bundle(path: str | Path | None = None, labels_file: str | None = None) -> Bundle:

@@ -31,7 +31,8 @@ class Classifier:
 
     def preprocess(self, source: Source, color_order: str = "RGB") -> np.ndarray:
         """Any image source to an ``(H, W, 3)`` uint8 array as the model was trained."""
-        return pixels(source, (self.spec.height, self.spec.width), color_order, self.spec.crop)
+        return pixels(source, (self.spec.height, self.spec.width), color_order, self.spec.crop,
+                      self.spec.color_constancy)
 
     def invoke(self, rgb: np.ndarray) -> np.ndarray:
         """Run the model on one preprocessed ``(H, W, 3)`` image; the raw output row."""

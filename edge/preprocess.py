@@ -1,8 +1,9 @@
 """The one image preprocessing path, shared by training, conversion and the edge.
 
 Any source (file path, bytes, file object, PIL image, numpy camera frame) becomes an RGB
-image, is centre-cropped to a square, resized with Pillow, and, for model input, normalized
-and quantized as the bundle's ``input`` spec says.  Training calls :func:`pixels`; the edge
+image, is centre-cropped to a square, resized with Pillow, optionally colour-corrected for the
+light it was taken under, and, for model input, normalized and quantized as the bundle's
+``input`` spec says.  Training calls :func:`pixels`; the edge
 calls :func:`prepare`, which is :func:`pixels` followed by :func:`to_input`.
 """
 from __future__ import annotations
@@ -41,6 +42,7 @@ class InputSpec:
     color_order: str = "RGB"
     crop: str = "center_square"
     resize: str = "bilinear"
+    color_constancy: str = "none"
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -142,23 +144,46 @@ def center_square(im: Image.Image) -> Image.Image:
     return im.crop((left, top, left + side, top + side))
 
 
+def shades_of_gray(rgb: np.ndarray, power: int = 6) -> np.ndarray:
+    """Colour constancy by Shades of Gray (Finlayson & Trezzi, 2004), as ISIC challenge entries use
+    it: estimate the light's colour as each channel's ``power``-mean (over every second pixel of
+    every second row) and divide it out, so one lesion under warm or cool light, or through
+    another dermatoscope, gives nearly one input.  Byte histograms and lookup tables keep it to
+    about 0.25 ms at 224 x 224."""
+    levels = np.arange(256, dtype=np.float64)
+    sample = rgb[::2, ::2]
+    light = np.array([np.bincount(sample[..., c].ravel(), minlength=256) @ levels ** power for c in range(3)])
+    light = (light / max(sample.shape[0] * sample.shape[1], 1)) ** (1.0 / power)
+    gain = np.linalg.norm(light) / (np.maximum(light, 1e-3) * np.sqrt(3.0))
+    table = np.clip(levels[:, None] * gain + 0.5, 0, 255).astype(np.uint8)  # (256, 3)
+    out = np.empty_like(rgb)
+    for c in range(3):
+        out[..., c] = table[:, c].take(rgb[..., c])
+    return out
+
+
 CROPS = ("center_square", "none")
+COLOR_CONSTANCY = {"none": None, "shades_of_gray": shades_of_gray}
+"""Colour corrections a bundle's ``input.color_constancy`` may name."""
 
 
 def pixels(source: Source, size: tuple[int, int], color_order: str = "RGB",
-           crop: str = "center_square") -> np.ndarray:
-    """Decode, crop (``center_square`` or ``none``) and resize: an ``(H, W, 3)`` uint8 RGB array.
-
-    ``size`` is (H, W).
+           crop: str = "center_square", color_constancy: str = "none") -> np.ndarray:
+    """Decode, crop (``center_square`` or ``none``), resize and colour-correct (a name in
+    :data:`COLOR_CONSTANCY`): an ``(H, W, 3)`` uint8 RGB array.  ``size`` is (H, W).
     """
     if crop not in CROPS:
         raise ValueError(f"unknown crop policy {crop!r}; expected one of {CROPS}")
+    if color_constancy not in COLOR_CONSTANCY:
+        raise ValueError(f"unknown colour constancy {color_constancy!r}; expected one of "
+                         f"{tuple(COLOR_CONSTANCY)}")
     height, width = size
     im = load_image(source, min_side=max(height, width), color_order=color_order)
     if crop == "center_square":
         im = center_square(im)
-    im = im.resize((width, height), Image.BILINEAR)
-    return np.asarray(im, dtype=np.uint8)
+    rgb = np.asarray(im.resize((width, height), Image.BILINEAR), dtype=np.uint8)
+    correct = COLOR_CONSTANCY[color_constancy]
+    return correct(rgb) if correct else rgb
 
 
 def to_input(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -175,4 +200,5 @@ def to_input(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 def prepare(source: Source, spec: InputSpec, color_order: str = "RGB") -> np.ndarray:
     """Any source to a ``(1, H, W, 3)`` model input, as ``spec`` says."""
-    return to_input(pixels(source, (spec.height, spec.width), color_order, spec.crop), spec)[None]
+    return to_input(pixels(source, (spec.height, spec.width), color_order, spec.crop, spec.color_constancy),
+                    spec)[None]

@@ -66,6 +66,8 @@ def test_a_modified_model_file_is_refused(bundle_copy, lesion_images):
     (lambda m: m["input"].update(scale=0.5), "input quantization"),
     (lambda m: m["labels"].pop(), "labels != model output size"),
     (lambda m: m["output"].update(dtype="uint8"), "output dtype"),
+    (lambda m: m["input"].update(color_constancy="retinex"), "colour constancy 'retinex'"),
+    (lambda m: m["input"].update(crop="lesion_mask"), "crop 'lesion_mask'"),
 ])
 def test_metadata_that_disagrees_with_the_model_is_refused(bundle_copy, change, reason):
     _edit_meta(bundle_copy, change)

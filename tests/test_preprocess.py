@@ -36,6 +36,28 @@ def test_no_crop_keeps_whole_image(tmp_path):
     assert pixels(path, (50, 50), crop="center_square").mean() < 5
 
 
+def test_shades_of_gray_removes_a_colour_cast_as_the_published_formula_does(fullres_images):
+    src = Image.open(fullres_images[0]).convert("RGB")
+    r, g, b = src.split()
+    warm = Image.merge("RGB", (r.point(lambda v: min(255, v * 1.15)), g, b.point(lambda v: v * 0.8)))
+    plain = [pixels(im, (224, 224)).astype(int) for im in (src, warm)]
+    fixed = [pixels(im, (224, 224), color_constancy="shades_of_gray").astype(int) for im in (src, warm)]
+
+    def colour(rgb):  # each channel's share of the brightness: what a colour cast changes
+        means = rgb.mean(axis=(0, 1))
+        return means / means.sum()
+
+    assert np.abs(colour(plain[0]) - colour(plain[1])).max() > 0.03  # the cast shows in the input ...
+    assert np.abs(colour(fixed[0]) - colour(fixed[1])).max() < 0.005  # ... but not once corrected
+    # Finlayson & Trezzi's estimate over all pixels, in floating point
+    x = plain[0].astype(np.float64)
+    light = np.mean(x ** 6, axis=(0, 1)) ** (1 / 6)
+    reference = np.clip(x * np.linalg.norm(light) / (light * np.sqrt(3)), 0, 255)
+    assert np.abs(reference - fixed[0]).max() <= 2 and np.abs(reference - fixed[0]).mean() < 0.5
+    with pytest.raises(ValueError, match="colour constancy"):
+        pixels(fullres_images[0], (224, 224), color_constancy="retinex")
+
+
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "I", "F", "1"])
 def test_every_pillow_mode_becomes_rgb(mode, lesion_images, tmp_path):
     rgb = Image.open(lesion_images[0]).convert("RGB")

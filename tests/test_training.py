@@ -176,7 +176,8 @@ def test_quantization_aware_phase_continues_a_run_and_converts(tiny_run, ham_lay
     proc = run_cli("train", "--data", str(ham_layout), "--arch", "mobilenetv2", "--alpha", "0.35",
                    "--input-size", "48", "--init", str(tiny_run / "model.keras"), "--split",
                    str(tiny_run / "split.csv"), "--epochs", "0", "--fine-tune-epochs", "0", "--qat-epochs", "1",
-                   "--imbalance", "logit-adjust", "--mixup", "0.2", "--batch", "16", "--out", str(run), timeout=600)
+                   "--imbalance", "logit-adjust", "--mixup", "0.2", "--color-constancy", "shades_of_gray",
+                   "--batch", "16", "--out", str(run), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "simulating int8 rounding at" in proc.stdout and "phase head" not in proc.stdout
     assert (run / "split.csv").read_bytes() == (tiny_run / "split.csv").read_bytes()
@@ -185,6 +186,14 @@ def test_quantization_aware_phase_continues_a_run_and_converts(tiny_run, ham_lay
     assert proc.returncode == 0, proc.stderr[-3000:]
     made_by = (tmp_path / "bundle" / "README.md").read_text()
     assert made_by.count("lesionlite train") == 2 and "--qat-epochs 1" in made_by  # the whole chain
+
+    from edge.classifier import Classifier
+    from edge.preprocess import pixels, shades_of_gray
+
+    clf = Classifier(tmp_path / "bundle")  # the device corrects colour as training did
+    image = sorted(ham_layout.rglob("*.jpg"))[0]
+    assert clf.spec.color_constancy == "shades_of_gray"
+    assert np.array_equal(clf.preprocess(image), shades_of_gray(pixels(image, (48, 48))))
 
 
 def test_batchnorm_adapts_only_when_asked_and_ema_keeps_the_average(tiny_run, ham_layout, tmp_path):

@@ -13,11 +13,11 @@ from edge.preprocess import pixels
 from training.data import Record
 
 
-def load_arrays(records: list[Record], size: tuple[int, int], crop: str,
+def load_arrays(records: list[Record], size: tuple[int, int], crop: str, color_constancy: str = "none",
                 workers: int = 4, desc: str = "decode") -> tuple[np.ndarray, np.ndarray]:
     """Images through :func:`edge.preprocess.pixels` (uint8 NHWC) and integer labels."""
     def one(r: Record) -> np.ndarray:
-        return pixels(r.path, size, crop=crop)
+        return pixels(r.path, size, crop=crop, color_constancy=color_constancy)
 
     with ThreadPoolExecutor(workers) as pool:
         images = list(tqdm(pool.map(one, records), total=len(records), desc=desc, leave=False,

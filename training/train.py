@@ -54,6 +54,7 @@ class TrainConfig:
     qat_lr: float = 1e-5
     ema: float = 0.0
     mixup: float = 0.0
+    color_constancy: str = "none"
     train_batchnorm: bool = False
     workers: int = 4
     command: str = ""
@@ -116,7 +117,8 @@ def run(cfg: TrainConfig) -> Path:
               "counts": {k: len(v) for k, v in parts.items()}}
     atomic_write_text(out / "config.json", json.dumps(config, indent=2))
 
-    arrays = {k: pipeline.load_arrays(v, size, built.crop, cfg.workers, desc=k) for k, v in parts.items()}
+    arrays = {k: pipeline.load_arrays(v, size, built.crop, cfg.color_constancy, cfg.workers, desc=k)
+              for k, v in parts.items()}
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = arrays["train"], arrays["val"], arrays["test"]
     weights = (pipeline.balanced_sample_weights(y_tr, len(CLASSES), cfg.class_weight_power)
                if cfg.imbalance == "class-weight" else None)
