@@ -15,7 +15,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from edge.classifier import Classifier
-from edge.preprocess import IMAGE_SUFFIXES, ImageError
+from edge.preprocess import IMAGE_SUFFIXES, ImageError, load_image, relight
 
 DATASET_SUFFIXES = (".jpg", ".jpeg", ".png")
 """Image files of a labelled data set (HAM10000-style), matched to metadata rows by file stem."""
@@ -52,11 +52,13 @@ class Row:
     error: str = ""
 
 
-def classify_paths(clf: Classifier, paths: list[str], workers: int = 2, tta: bool = False) -> Iterator[Row]:
+def classify_paths(clf: Classifier, paths: list[str], workers: int = 2, tta: bool = False,
+                   light: tuple[float, float, float] | None = None) -> Iterator[Row]:
     """Yield a :class:`Row` per path, in order. Decoding runs ``workers`` files ahead of the
-    interpreter; a file that cannot be read yields a row with ``error`` set."""
+    interpreter; a file that cannot be read yields a row with ``error`` set. ``light`` relights
+    each image first (:func:`edge.preprocess.relight`)."""
     def load(path: str) -> np.ndarray:
-        return clf.preprocess(path)
+        return clf.preprocess(relight(load_image(path), light) if light else path)
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         pending: deque[tuple[str, Future]] = deque()

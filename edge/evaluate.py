@@ -1,6 +1,7 @@
 """``lesionlite evaluate``: the edge model on a labelled set of images, with every metric."""
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import sys
@@ -59,7 +60,20 @@ def add_arguments(p) -> None:
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--tta", action="store_true", help="average over the 8 rotations and mirror images")
+    p.add_argument("--light", type=_gains, metavar="R,G,B",
+                   help="simulate another light: multiply each colour channel first (e.g. 1.15,1,0.8 "
+                   "warm, 0.85,1,1.2 cool) to see how far the answers move")
     p.add_argument("--json", help="write the metrics to this JSON file")
+
+
+def _gains(text: str) -> tuple[float, float, float]:
+    try:
+        gains = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        gains = ()
+    if len(gains) != 3 or not all(0 < g <= 4 for g in gains):
+        raise argparse.ArgumentTypeError(f"expected three gains between 0 and 4 like 1.15,1,0.8, got {text!r}")
+    return gains
 
 
 def main(args) -> int:
@@ -74,7 +88,7 @@ def main(args) -> int:
     if unknown:
         raise SystemExit(f"error: labels {unknown} are not classes of this model ({codes})")
     probs, y, lesions, failed = [], [], [], []
-    rows = classify_paths(clf, [p for p, _, _ in pairs], args.workers, args.tta)  # in order
+    rows = classify_paths(clf, [p for p, _, _ in pairs], args.workers, args.tta, args.light)  # in order
     for row, (_, label, lesion) in zip(rows, pairs):
         if row.error:
             failed.append(f"{row.path}: {row.error}")
@@ -88,7 +102,10 @@ def main(args) -> int:
         raise SystemExit("error: no image could be classified")
     metrics = evaluate(np.array(y), np.stack(probs), codes, np.array(lesions))
     metrics.update({"model": clf.bundle.name, "model_sha256": clf.bundle.sha256, "failed": len(failed),
-                    "labels_csv": str(args.labels), "split": args.split if args.split_file else None})
+                    "labels_csv": str(args.labels), "split": args.split if args.split_file else None,
+                    "light": args.light})
+    if args.light:
+        print("simulated light: channel gains R,G,B = " + ",".join(f"{g:g}" for g in args.light))
     print(format_table(metrics))
     print(DISCLAIMER)
     if args.json:

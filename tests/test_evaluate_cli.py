@@ -56,3 +56,19 @@ def test_a_broken_image_is_reported_and_the_rest_still_scored(tmp_path):
     assert proc.returncode == 1
     assert "skipped" in proc.stderr and "broken.jpg" in proc.stderr and "Traceback" not in proc.stderr
     assert m["n"] == 16 and m["failed"] == 1
+
+
+def test_a_simulated_light_reaches_the_model_and_bad_gains_are_refused(tmp_path):
+    plain = _evaluate(SAMPLES / "labels.csv", tmp_path, "plain")[1]
+    runs = {}
+    for name, gains in (("neutral", "1,1,1"), ("warm", "1.3,1,0.7")):
+        out = tmp_path / f"{name}.json"
+        proc = run_cli("evaluate", str(SAMPLES / "labels.csv"), "--light", gains, "--json", str(out))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert f"simulated light: channel gains R,G,B = {gains}" in proc.stdout
+        runs[name] = json.loads(out.read_text())
+    assert runs["warm"]["light"] == [1.3, 1.0, 0.7]
+    assert runs["neutral"]["macro_auc"] == plain["macro_auc"] and runs["neutral"]["ece"] == plain["ece"]
+    assert runs["warm"]["ece"] != plain["ece"]  # the shipped model sees the cast
+    proc = run_cli("evaluate", str(SAMPLES / "labels.csv"), "--light", "1,2")
+    assert proc.returncode == 2 and "expected three gains" in proc.stderr and "Traceback" not in proc.stderr
