@@ -120,3 +120,17 @@ def test_bad_arguments_give_one_line_errors(args, message, lesion_images, tmp_pa
     assert proc.returncode != 0
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_output_piped_into_head_ends_quietly():
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(f"{sys.executable} -m edge.cli classify samples/lesions | head -n 1", shell=True,
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.stdout.startswith("path") and len(proc.stdout.splitlines()) == 1
+    assert proc.stderr.strip() == ""  # no "error: Broken pipe", no traceback
