@@ -176,8 +176,7 @@ def test_quantization_aware_phase_continues_a_run_and_converts(tiny_run, ham_lay
     proc = run_cli("train", "--data", str(ham_layout), "--arch", "mobilenetv2", "--alpha", "0.35",
                    "--input-size", "48", "--init", str(tiny_run / "model.keras"), "--split",
                    str(tiny_run / "split.csv"), "--epochs", "0", "--fine-tune-epochs", "0", "--qat-epochs", "1",
-                   "--imbalance", "logit-adjust", "--mixup", "0.2", "--color-constancy", "shades_of_gray",
-                   "--batch", "16", "--out", str(run), timeout=600)
+                   "--imbalance", "logit-adjust", "--mixup", "0.2", "--batch", "16", "--out", str(run), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "simulating int8 rounding at" in proc.stdout and "phase head" not in proc.stdout
     assert (run / "split.csv").read_bytes() == (tiny_run / "split.csv").read_bytes()
@@ -187,13 +186,31 @@ def test_quantization_aware_phase_continues_a_run_and_converts(tiny_run, ham_lay
     made_by = (tmp_path / "bundle" / "README.md").read_text()
     assert made_by.count("lesionlite train") == 2 and "--qat-epochs 1" in made_by  # the whole chain
 
+
+def test_colour_constancy_travels_from_training_to_the_device(tiny_run, ham_layout, tmp_path):
     from edge.classifier import Classifier
     from edge.preprocess import pixels, shades_of_gray
 
+    run = tmp_path / "sog"
+    proc = run_cli("train", "--data", str(ham_layout), "--arch", "seed-cnn", "--input-size", "24", "32",
+                   "--epochs", "1", "--batch", "16", "--color-constancy", "shades_of_gray", "--out", str(run),
+                   timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_cli("convert", str(run), "--quantize", "float32", "--out", str(tmp_path / "bundle"), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     clf = Classifier(tmp_path / "bundle")  # the device corrects colour as training did
     image = sorted(ham_layout.rglob("*.jpg"))[0]
     assert clf.spec.color_constancy == "shades_of_gray"
-    assert np.array_equal(clf.preprocess(image), shades_of_gray(pixels(image, (48, 48))))
+    assert np.array_equal(clf.preprocess(image), shades_of_gray(pixels(image, (24, 32))))
+    assert "colour constancy `shades_of_gray`" in (tmp_path / "bundle" / "MODEL_CARD.md").read_text()
+
+    # continuing a run that saw uncorrected images with corrected ones is refused, not silently mixed
+    proc = run_cli("train", "--data", str(ham_layout), "--arch", "mobilenetv2", "--alpha", "0.35",
+                   "--input-size", "48", "--init", str(tiny_run / "model.keras"), "--epochs", "1",
+                   "--color-constancy", "shades_of_gray", "--out", str(tmp_path / "mixed"), timeout=600)
+    last = proc.stderr.strip().splitlines()[-1]  # (TensorFlow's own start-up lines come first)
+    assert proc.returncode == 1 and last.startswith("error: --init") and "colour constancy none" in last
+    assert "Traceback" not in proc.stderr and not (tmp_path / "mixed").exists()
 
 
 def test_batchnorm_adapts_only_when_asked_and_ema_keeps_the_average(tiny_run, ham_layout, tmp_path):

@@ -21,7 +21,7 @@ from convert.tflite import representative_indices
 from training import losses, models, pipeline, qat
 from training.archs import DEFAULT_SIZE
 from training.calibrate import decision_thresholds, fit_temperature
-from training.data import index_dataset
+from training.data import DataError, index_dataset
 from training.report import write_report
 from training.splits import apply_split, make_split, read_split, write_split
 
@@ -85,19 +85,36 @@ class BestBalancedAccuracy(keras.callbacks.Callback):
             print(f"\nepoch {epoch + 1}: val balanced accuracy {ba:.4f} (best {self.best:.4f})")
 
 
+def _init_config(cfg: TrainConfig) -> dict:
+    """The config of the ``--init`` model's run ({} if none or unknown)."""
+    earlier = Path(cfg.init).parent / "config.json" if cfg.init else None
+    return json.loads(earlier.read_text()) if earlier and earlier.is_file() else {}
+
+
+def _check_init(cfg: TrainConfig, size: tuple[int, int]) -> None:
+    """Refuse to continue a run that saw its images otherwise (a CNN's weights load at any size)."""
+    earlier = _init_config(cfg)
+    ours = (list(size), cfg.color_constancy)
+    theirs = (earlier.get("input_size", list(size)), earlier.get("color_constancy", "none"))
+    if earlier and ours != theirs:
+        def look(v: tuple) -> str:
+            return f"{v[0][0]}x{v[0][1]} px, colour constancy {v[1]}"
+        raise DataError(f"--init {cfg.init} was trained on {look(theirs)}, this run would see {look(ours)}: "
+                        "pass the same --input-size and --color-constancy")
+
+
 def _history(cfg: TrainConfig) -> list[str]:
     """The commands that made this run: those of the ``--init`` model's run, if known, then this one."""
-    earlier = Path(cfg.init).parent / "config.json" if cfg.init else None
-    before = made_by(json.loads(earlier.read_text())) if earlier and earlier.is_file() else []
-    return before + ([cfg.command] if cfg.command else [])
+    return made_by(_init_config(cfg)) + ([cfg.command] if cfg.command else [])
 
 
 def run(cfg: TrainConfig) -> Path:
     """Train, keep the best checkpoint, calibrate on validation and report on test."""
+    size = tuple(cfg.input_size or DEFAULT_SIZE[cfg.arch])
+    _check_init(cfg, size)
     keras.utils.set_random_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    size = tuple(cfg.input_size or DEFAULT_SIZE[cfg.arch])
     started = time.time()
 
     index = index_dataset(cfg.data, cfg.metadata)
