@@ -39,7 +39,7 @@ to rule out skin cancer.
 
 ## Model
 - Architecture: {tr['arch']} (input {meta['input']['height']}x{meta['input']['width']} RGB, crop
-  `{meta['input']['crop']}`, colour constancy `{meta['input'].get('color_constancy', 'none')}`), converted to TFLite `{meta['quantization']}`: {meta['size_bytes'] / 1e6:.2f} MB,
+  `{meta['input']['crop']}`, colour constancy `{meta['input']['color_constancy']}`), converted to TFLite `{meta['quantization']}`: {meta['size_bytes'] / 1e6:.2f} MB,
   sha256 `{meta['sha256']}`.
 - Output: 7 logits; the edge applies softmax with the calibration temperature
   T = {meta['calibration']['temperature']:.3f} (fitted on the validation split).

@@ -58,7 +58,9 @@ def classify_paths(clf: Classifier, paths: list[str], workers: int = 2, tta: boo
     interpreter; a file that cannot be read yields a row with ``error`` set. ``light`` relights
     each image first (:func:`edge.preprocess.relight`)."""
     def load(path: str) -> np.ndarray:
-        return clf.preprocess(relight(load_image(path), light) if light else path)
+        if light:  # decoded as pixels() decodes (JPEG draft mode), so only the light differs
+            return clf.preprocess(relight(load_image(path, max(clf.spec.height, clf.spec.width)), light))
+        return clf.preprocess(path)
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         pending: deque[tuple[str, Future]] = deque()

@@ -14,7 +14,10 @@ from edge.embedded import read_embedded
 from edge.labels import CLASS_NAMES, read_labels_file
 from edge.preprocess import COLOR_CONSTANCY, CROPS, InputSpec
 
-SCHEMA = "lesionlite.bundle/1"
+SCHEMA = "lesionlite.bundle/2"
+"""Written by convert. /2 added ``input.color_constancy``: a /1 runtime refuses such a bundle instead
+of preparing its input without the correction."""
+READABLE_SCHEMAS = ("lesionlite.bundle/1", SCHEMA)
 METADATA_FILE = "metadata.json"
 MODEL_FILE = "model.tflite"
 LABELS_FILE = "labels.txt"
@@ -88,8 +91,8 @@ def default_bundle_path() -> Path:
 
 def from_metadata(meta: dict, model_path: Path, sha256: str = "") -> Bundle:
     """A :class:`Bundle` from a metadata dict; raises :class:`BundleError` if fields are missing."""
-    if meta.get("schema") != SCHEMA:
-        raise BundleError(f"unsupported metadata schema {meta.get('schema')!r} (expected {SCHEMA})")
+    if meta.get("schema") not in READABLE_SCHEMAS:
+        raise BundleError(f"unsupported metadata schema {meta.get('schema')!r} (expected one of {READABLE_SCHEMAS})")
     try:
         labels = [(lab["code"], lab.get("name") or CLASS_NAMES.get(lab["code"], lab["code"]))
                   for lab in meta["labels"]]
@@ -98,7 +101,8 @@ def from_metadata(meta: dict, model_path: Path, sha256: str = "") -> Bundle:
                         float(meta["calibration"]["temperature"]), meta.get("thresholds", {}), meta, sha256)
     except (KeyError, TypeError) as exc:
         raise BundleError(f"metadata is missing a field: {exc}") from None
-    if spec.crop not in CROPS or spec.color_constancy not in COLOR_CONSTANCY:
+    if not all(isinstance(v, str) for v in (spec.crop, spec.color_constancy)) \
+            or spec.crop not in CROPS or spec.color_constancy not in COLOR_CONSTANCY:
         raise BundleError(f"this runtime cannot prepare the input the model wants (crop {spec.crop!r}, "
                           f"colour constancy {spec.color_constancy!r})")
     return bundle

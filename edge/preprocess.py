@@ -151,17 +151,21 @@ def center_square(im: Image.Image) -> Image.Image:
     return im.crop((left, top, left + side, top + side))
 
 
+MAX_GAIN = 3.0
+"""Shades of Gray never scales a channel by more than this (or less than its inverse), so the noise
+of a nearly black channel (a dim frame, red light) is not stretched to full range."""
+
+
 def shades_of_gray(rgb: np.ndarray, power: int = 6) -> np.ndarray:
     """Colour constancy by Shades of Gray (Finlayson & Trezzi, 2004), as ISIC challenge entries use
-    it: estimate the light's colour as each channel's ``power``-mean (over every second pixel of
-    every second row) and divide it out, so one lesion under warm or cool light, or through
-    another dermatoscope, gives nearly one input.  Byte histograms and lookup tables keep it to
-    about 0.25 ms at 224 x 224."""
+    it: estimate the light's colour as each channel's ``power``-mean and divide it out, so one
+    lesion under warm or cool light, or through another dermatoscope, gives nearly one input.
+    Byte histograms and lookup tables keep it to about 0.4 ms at 224 x 224."""
     levels = np.arange(256, dtype=np.float64)
-    sample = rgb[::2, ::2]
-    light = np.array([np.bincount(sample[..., c].ravel(), minlength=256) @ levels ** power for c in range(3)])
-    light = (light / max(sample.shape[0] * sample.shape[1], 1)) ** (1.0 / power)
+    light = np.array([np.bincount(rgb[..., c].ravel(), minlength=256) @ levels ** power for c in range(3)])
+    light = (light / max(rgb.shape[0] * rgb.shape[1], 1)) ** (1.0 / power)
     gain = np.linalg.norm(light) / (np.maximum(light, 1e-3) * np.sqrt(3.0))
+    gain = np.clip(gain, 1.0 / MAX_GAIN, MAX_GAIN)
     table = np.clip(levels[:, None] * gain + 0.5, 0, 255).astype(np.uint8)  # (256, 3)
     out = np.empty_like(rgb)
     for c in range(3):

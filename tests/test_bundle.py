@@ -68,6 +68,7 @@ def test_a_modified_model_file_is_refused(bundle_copy, lesion_images):
     (lambda m: m["output"].update(dtype="uint8"), "output dtype"),
     (lambda m: m["input"].update(color_constancy="retinex"), "colour constancy 'retinex'"),
     (lambda m: m["input"].update(crop="lesion_mask"), "crop 'lesion_mask'"),
+    (lambda m: m["input"].update(color_constancy=["shades_of_gray"]), "colour constancy"),
 ])
 def test_metadata_that_disagrees_with_the_model_is_refused(bundle_copy, change, reason):
     _edit_meta(bundle_copy, change)

@@ -61,7 +61,10 @@ def test_shades_of_gray_removes_a_colour_cast_as_the_published_formula_does(full
     x = plain[0].astype(np.float64)
     light = np.mean(x ** 6, axis=(0, 1)) ** (1 / 6)
     reference = np.clip(x * np.linalg.norm(light) / (light * np.sqrt(3)), 0, 255)
-    assert np.abs(reference - fixed[0]).max() <= 2 and np.abs(reference - fixed[0]).mean() < 0.5
+    assert np.abs(reference - fixed[0]).max() <= 0.5 + 1e-9
+    dim = plain[0].astype(np.uint8)
+    dim[..., 2] = dim[..., 2] // 40  # a nearly black blue channel: its noise is not stretched to 255
+    assert pixels(dim, (224, 224), color_constancy="shades_of_gray")[..., 2].max() <= 3 * dim[..., 2].max() + 1
     with pytest.raises(ValueError, match="colour constancy"):
         pixels(fullres_images[0], (224, 224), color_constancy="retinex")
 

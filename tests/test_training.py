@@ -190,6 +190,11 @@ def test_quantization_aware_phase_continues_a_run_and_converts(tiny_run, ham_lay
 def test_colour_constancy_travels_from_training_to_the_device(tiny_run, ham_layout, tmp_path):
     from edge.classifier import Classifier
     from edge.preprocess import pixels, shades_of_gray
+    from training.pipeline import load_arrays
+
+    records = index_dataset(ham_layout).records[:4]
+    x, _ = load_arrays(records, (24, 32), "center_square", "shades_of_gray")
+    assert np.array_equal(x, np.stack([shades_of_gray(pixels(r.path, (24, 32))) for r in records]))
 
     run = tmp_path / "sog"
     proc = run_cli("train", "--data", str(ham_layout), "--arch", "seed-cnn", "--input-size", "24", "32",

@@ -16,7 +16,7 @@ import numpy as np
 from edge.io import atomic_write_text
 from edge.labels import CLASSES
 from edge.metrics import balanced_accuracy, softmax
-from convert.bundle import made_by
+from convert.bundle import color_constancy, made_by
 from convert.tflite import representative_indices
 from training import losses, models, pipeline, qat
 from training.archs import DEFAULT_SIZE
@@ -92,10 +92,13 @@ def _init_config(cfg: TrainConfig) -> dict:
 
 
 def _check_init(cfg: TrainConfig, size: tuple[int, int]) -> None:
-    """Refuse to continue a run that saw its images otherwise (a CNN's weights load at any size)."""
+    """Refuse to continue a run that saw its images at another size or colour correction (a CNN's
+    weights load at any size)."""
     earlier = _init_config(cfg)
+    if cfg.init and not earlier:
+        print(f"note: no config.json beside {cfg.init}: its input size and colour constancy are not checked")
     ours = (list(size), cfg.color_constancy)
-    theirs = (earlier.get("input_size", list(size)), earlier.get("color_constancy", "none"))
+    theirs = (earlier.get("input_size", list(size)), color_constancy(earlier))
     if earlier and ours != theirs:
         def look(v: tuple) -> str:
             return f"{v[0][0]}x{v[0][1]} px, colour constancy {v[1]}"

@@ -77,7 +77,8 @@ def model_info(clf: Classifier) -> dict:
             "created": meta.get("created"), "code_version": meta.get("code_version"),
             "quantization": meta.get("quantization"),
             "labels": [{"code": c, "name": n} for c, n in bundle.labels],
-            "input": {"height": spec.height, "width": spec.width, "dtype": spec.dtype, "crop": spec.crop},
+            "input": {"height": spec.height, "width": spec.width, "dtype": spec.dtype, "crop": spec.crop,
+                      "color_constancy": spec.color_constancy},
             "thresholds": bundle.thresholds, "metrics": metrics_summary(meta),
             "runtime": clf.runtime, "threads": clf.threads}
 
