@@ -3,8 +3,8 @@
 Any source (file path, bytes, file object, PIL image, numpy camera frame) becomes an RGB
 image, is centre-cropped to a square, resized with Pillow, optionally colour-corrected for the
 light it was taken under, and, for model input, normalized and quantized as the bundle's
-``input`` spec says.  Training calls :func:`pixels`; the edge
-calls :func:`prepare`, which is :func:`pixels` followed by :func:`to_input`.
+``input`` spec says.  Training and conversion call :func:`pixels`; the edge's
+``Classifier.preprocess`` calls it with the bundle's spec, and ``Classifier.invoke`` then :func:`to_input`.
 """
 from __future__ import annotations
 
@@ -208,8 +208,3 @@ def to_input(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
         return np.clip(x, info.min, info.max).astype(spec.dtype)
     return x.astype(spec.dtype)
 
-
-def prepare(source: Source, spec: InputSpec, color_order: str = "RGB") -> np.ndarray:
-    """Any source to a ``(1, H, W, 3)`` model input, as ``spec`` says."""
-    return to_input(pixels(source, (spec.height, spec.width), color_order, spec.crop, spec.color_constancy),
-                    spec)[None]

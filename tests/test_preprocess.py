@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from edge import preprocess
-from edge.preprocess import ImageError, InputSpec, pixels, prepare
+from edge.preprocess import ImageError, InputSpec, pixels
 
 
 def _jpeg(im: Image.Image, **kw) -> bytes:
@@ -143,4 +143,4 @@ def test_truncated_jpeg_is_refused(lesion_images, tmp_path):
 def test_oversized_image_is_refused_before_decoding(monkeypatch, fullres_images):
     monkeypatch.setattr(preprocess, "MAX_PIXELS", 100_000)
     with pytest.raises(ImageError, match="too large"):
-        prepare(fullres_images[0], InputSpec(32, 32))
+        pixels(fullres_images[0], (32, 32))
