@@ -15,9 +15,10 @@ def main(args) -> int:
         return 0
     m = bundle.meta
     test = m.get("metrics", {}).get("test", {}).get("tflite", {})
-    print(f"{m['name']}: {m['training']['arch']} {m['quantization']}, input {m['input']['height']}x"
-          f"{m['input']['width']} {m['input']['dtype']} ({bundle.input.crop} crop, colour constancy "
-          f"{bundle.input.color_constancy}), {m['size_bytes'] / 1e6:.2f} MB")
+    spec = bundle.input
+    print(f"{m['name']}: {m['training']['arch']} {m['quantization']}, input {spec.height}x{spec.width} "
+          f"{spec.dtype} ({spec.crop} crop, colour constancy {spec.color_constancy}), "
+          f"{m['size_bytes'] / 1e6:.2f} MB")
     print(f"file {bundle.model_path} (sha256 verified {bundle.sha256[:16]}...)")
     print(f"created {m.get('created')} by lesionlite {m.get('code_version')}")
     print(f"labels: {', '.join(bundle.codes)}; temperature {bundle.temperature:.3f}")

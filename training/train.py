@@ -91,10 +91,9 @@ def _init_config(cfg: TrainConfig) -> dict:
     return json.loads(earlier.read_text()) if earlier and earlier.is_file() else {}
 
 
-def _check_init(cfg: TrainConfig, size: tuple[int, int]) -> None:
-    """Refuse to continue a run that saw its images at another size or colour correction (a CNN's
-    weights load at any size)."""
-    earlier = _init_config(cfg)
+def _check_init(cfg: TrainConfig, earlier: dict, size: tuple[int, int]) -> None:
+    """Refuse to continue a run (its config ``earlier``) that saw its images at another size or
+    colour correction (a CNN's weights load at any size)."""
     if cfg.init and not earlier:
         print(f"note: no config.json beside {cfg.init}: its input size and colour constancy are not checked")
     ours = (list(size), cfg.color_constancy)
@@ -106,15 +105,17 @@ def _check_init(cfg: TrainConfig, size: tuple[int, int]) -> None:
                         "pass the same --input-size and --color-constancy")
 
 
-def _history(cfg: TrainConfig) -> list[str]:
-    """The commands that made this run: those of the ``--init`` model's run, if known, then this one."""
-    return made_by(_init_config(cfg)) + ([cfg.command] if cfg.command else [])
+def _history(cfg: TrainConfig, earlier: dict) -> list[str]:
+    """The commands that made this run: those of the ``--init`` model's run (its config ``earlier``),
+    if known, then this one."""
+    return made_by(earlier) + ([cfg.command] if cfg.command else [])
 
 
 def run(cfg: TrainConfig) -> Path:
     """Train, keep the best checkpoint, calibrate on validation and report on test."""
     size = tuple(cfg.input_size or DEFAULT_SIZE[cfg.arch])
-    _check_init(cfg, size)
+    earlier = _init_config(cfg)
+    _check_init(cfg, earlier, size)
     keras.utils.set_random_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,7 +131,7 @@ def run(cfg: TrainConfig) -> Path:
     built = models.build(cfg.arch, size, len(CLASSES), None if cfg.init else cfg.weights, cfg.alpha)
     if cfg.init:  # continue from a trained model of the same architecture
         built.model.set_weights(keras.models.load_model(cfg.init, compile=False).get_weights())
-    config = {**asdict(cfg), "commands": _history(cfg), "input_size": list(size), "crop": built.crop,
+    config = {**asdict(cfg), "commands": _history(cfg, earlier), "input_size": list(size), "crop": built.crop,
               "classes": list(CLASSES),
               "data": str(Path(cfg.data).resolve()),
               "metadata": str(index.metadata.resolve()), "split_sha256": split_sha,
