@@ -171,10 +171,50 @@ def test_fake_quant_twin_shares_weights_and_rounds_like_the_int8_model(tiny_run,
     assert np.abs(rounded - lite).mean() < np.abs(plain - lite).mean()  # ... as the int8 model does
 
 
-def test_quantization_aware_phase_continues_a_run_and_converts(tiny_run, ham_layout, tmp_path):
+@pytest.fixture(scope="module")
+def twin_run(tiny_run, tmp_path_factory):
+    """A second run of ``tiny_run``'s recipe, as far as a soup can tell: its weights halved."""
+    import keras
+
+    model = keras.models.load_model(tiny_run / "model.keras")
+    model.set_weights([w * 0.5 if w.dtype.kind == "f" else w for w in model.get_weights()])
+    run = tmp_path_factory.mktemp("twin") / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    config = json.loads((tiny_run / "config.json").read_text())
+    command = config["command"].replace(str(tiny_run), str(run))
+    (run / "config.json").write_text(json.dumps({**config, "command": command, "commands": [command]}))
+    return run
+
+
+def test_soup_is_the_mean_of_the_runs_and_refuses_a_mismatched_one(tiny_run, twin_run, tmp_path):
+    import keras
+
+    from training.train import TrainConfig, _check_init, _init_configs, soup
+
+    paths = [str(tiny_run / "model.keras"), str(twin_run / "model.keras")]
+    own = keras.models.load_model(paths[0]).get_weights()
+    mean = soup(paths)
+    assert any(w.dtype.kind == "f" and np.any(w) for w in own)
+    assert all(m.dtype == w.dtype and np.allclose(m, 0.75 * w if w.dtype.kind == "f" else w)
+               for m, w in zip(mean, own, strict=True))
+
+    odd = tmp_path / "odd"  # one ingredient that saw colour-corrected images
+    shutil.copytree(twin_run, odd)
+    config = json.loads((odd / "config.json").read_text())
+    (odd / "config.json").write_text(json.dumps({**config, "color_constancy": "shades_of_gray"}))
+    cfg = TrainConfig(data="", out="", init=[paths[0], str(odd / "model.keras")])
+    with pytest.raises(DataError, match="--init .*odd/model.keras was trained on 48x48 px, colour constancy "
+                       "shades_of_gray"):
+        _check_init(cfg, _init_configs(cfg), (48, 48))
+
+
+def test_quantization_aware_phase_continues_a_soup_of_runs_and_converts(tiny_run, twin_run, ham_layout,
+                                                                        tmp_path):
     run = tmp_path / "qat"
     proc = run_cli("train", "--data", str(ham_layout), "--arch", "mobilenetv2", "--alpha", "0.35",
-                   "--input-size", "48", "--init", str(tiny_run / "model.keras"), "--split",
+                   "--input-size", "48", "--init", str(tiny_run / "model.keras"), str(twin_run / "model.keras"),
+                   "--split",
                    str(tiny_run / "split.csv"), "--epochs", "0", "--fine-tune-epochs", "0", "--qat-epochs", "1",
                    "--imbalance", "logit-adjust", "--mixup", "0.2", "--batch", "16", "--out", str(run), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -184,7 +224,8 @@ def test_quantization_aware_phase_continues_a_run_and_converts(tiny_run, ham_lay
                    "--representative", "20", "--min-agreement", "0", "--max-ba-loss", "1", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     made_by = (tmp_path / "bundle" / "README.md").read_text()
-    assert made_by.count("lesionlite train") == 2 and "--qat-epochs 1" in made_by  # the whole chain
+    assert made_by.count("lesionlite train") == 3 and "--qat-epochs 1" in made_by  # the whole chain
+    assert str(twin_run) in made_by  # ... both ingredients
 
 
 def test_colour_constancy_travels_from_training_to_the_device(tiny_run, ham_layout, tmp_path):

@@ -31,8 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="1 weighs every class equally, 0.5 softens the weights")
     p.add_argument("--label-smoothing", type=float, default=0.0,
                    help="0 by default: 0.1 lowered validation balanced accuracy (models/README.md)")
-    p.add_argument("--init", metavar="MODEL.keras",
-                   help="start from this trained model (same --arch and --input-size) instead of --weights")
+    p.add_argument("--init", metavar="MODEL.keras", nargs="+", default=[],
+                   help="start from this trained model (same --arch and --input-size) instead of --weights; "
+                   "from several, start from the mean of their weights (a model soup: runs of one recipe)")
     p.add_argument("--qat-epochs", type=int, default=0,
                    help="final epochs of quantization-aware training (int8 rounding simulated)")
     p.add_argument("--qat-lr", type=float, default=1e-5)

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -49,7 +49,7 @@ class TrainConfig:
     seed: int = 42
     refer_sensitivity: float = 0.85
     confidence_floor: float = 0.5
-    init: str | None = None
+    init: list[str] = field(default_factory=list)
     qat_epochs: int = 0
     qat_lr: float = 1e-5
     ema: float = 0.0
@@ -85,36 +85,48 @@ class BestBalancedAccuracy(keras.callbacks.Callback):
             print(f"\nepoch {epoch + 1}: val balanced accuracy {ba:.4f} (best {self.best:.4f})")
 
 
-def _init_config(cfg: TrainConfig) -> dict:
-    """The config of the ``--init`` model's run ({} if none or unknown)."""
-    earlier = Path(cfg.init).parent / "config.json" if cfg.init else None
-    return json.loads(earlier.read_text()) if earlier and earlier.is_file() else {}
+def _init_configs(cfg: TrainConfig) -> list[dict]:
+    """The configs of the ``--init`` models' runs ({} for one without a ``config.json``)."""
+    paths = (Path(init).parent / "config.json" for init in cfg.init)
+    return [json.loads(p.read_text()) if p.is_file() else {} for p in paths]
 
 
-def _check_init(cfg: TrainConfig, earlier: dict, size: tuple[int, int]) -> None:
-    """Refuse to continue a run (its config ``earlier``) that saw its images at another size or
-    colour correction (a CNN's weights load at any size)."""
-    if cfg.init and not earlier:
-        print(f"note: no config.json beside {cfg.init}: its input size and colour constancy are not checked")
+def _check_init(cfg: TrainConfig, earlier: list[dict], size: tuple[int, int]) -> None:
+    """Refuse to continue a run (``earlier``: the configs of the ``--init`` runs) that saw its images
+    at another size or colour correction (a CNN's weights load at any size)."""
     ours = (list(size), cfg.color_constancy)
-    theirs = (earlier.get("input_size", list(size)), color_constancy(earlier))
-    if earlier and ours != theirs:
-        def look(v: tuple) -> str:
-            return f"{v[0][0]}x{v[0][1]} px, colour constancy {v[1]}"
-        raise DataError(f"--init {cfg.init} was trained on {look(theirs)}, this run would see {look(ours)}: "
-                        "pass the same --input-size and --color-constancy")
+    for init, config in zip(cfg.init, earlier):
+        if not config:
+            print(f"note: no config.json beside {init}: its input size and colour constancy are not checked")
+            continue
+        theirs = (config.get("input_size", list(size)), color_constancy(config))
+        if ours != theirs:
+            def look(v: tuple) -> str:
+                return f"{v[0][0]}x{v[0][1]} px, colour constancy {v[1]}"
+            raise DataError(f"--init {init} was trained on {look(theirs)}, this run would see {look(ours)}: "
+                            "pass the same --input-size and --color-constancy")
 
 
-def _history(cfg: TrainConfig, earlier: dict) -> list[str]:
-    """The commands that made this run: those of the ``--init`` model's run (its config ``earlier``),
-    if known, then this one."""
-    return made_by(earlier) + ([cfg.command] if cfg.command else [])
+def _history(cfg: TrainConfig, earlier: list[dict]) -> list[str]:
+    """The commands that made this run: those of the ``--init`` models' runs (their configs
+    ``earlier``), where known, then this one."""
+    made = [c for config in earlier for c in made_by(config)]
+    return list(dict.fromkeys(made + ([cfg.command] if cfg.command else [])))
+
+
+def soup(paths: list[str]) -> list[np.ndarray]:
+    """The mean of these models' weights: a uniform model soup (Wortsman et al., 2022). Runs
+    fine-tuned from one pretrained model stay in one basin, so their mean is a model too, often
+    better than any of them; integer state (random seeds) comes from the first."""
+    weights = [keras.models.load_model(p, compile=False).get_weights() for p in paths]
+    return [np.mean(ws, axis=0).astype(ws[0].dtype) if np.issubdtype(ws[0].dtype, np.floating) else ws[0]
+            for ws in zip(*weights)]
 
 
 def run(cfg: TrainConfig) -> Path:
     """Train, keep the best checkpoint, calibrate on validation and report on test."""
     size = tuple(cfg.input_size or DEFAULT_SIZE[cfg.arch])
-    earlier = _init_config(cfg)
+    earlier = _init_configs(cfg)
     _check_init(cfg, earlier, size)
     keras.utils.set_random_seed(cfg.seed)
     out = Path(cfg.out)
@@ -129,8 +141,8 @@ def run(cfg: TrainConfig) -> Path:
     print("split: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()))
 
     built = models.build(cfg.arch, size, len(CLASSES), None if cfg.init else cfg.weights, cfg.alpha)
-    if cfg.init:  # continue from a trained model of the same architecture
-        built.model.set_weights(keras.models.load_model(cfg.init, compile=False).get_weights())
+    if cfg.init:  # continue from trained models of the same architecture (their mean if several)
+        built.model.set_weights(soup(cfg.init))
     config = {**asdict(cfg), "commands": _history(cfg, earlier), "input_size": list(size), "crop": built.crop,
               "classes": list(CLASSES),
               "data": str(Path(cfg.data).resolve()),
