@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.embedded import read_embedded
-from edge.labels import CLASS_NAMES, read_labels_file
+from edge.labels import CLASS_NAMES, MALIGNANT, read_labels_file
 from edge.preprocess import COLOR_CONSTANCY, CROPS, InputSpec
 
 SCHEMA = "lesionlite.bundle/2"
@@ -25,6 +26,10 @@ DEFAULT_BUNDLE = "ham10000-efficientnet-lite0"
 MODELS_ENV = "LESIONLITE_MODEL"
 SELF_REFERENTIAL = ("sha256", "size_bytes")
 """Metadata fields that describe the final file, so they cannot be embedded in it."""
+ACTED_ON = ("schema", "labels", "input", "output", "calibration", "thresholds")
+"""Metadata fields that change what the device answers: ``metadata.json`` must agree with the copy
+embedded in the checksummed model on these, or the bundle is refused."""
+DTYPES = ("uint8", "int8", "float32")
 
 
 class BundleError(ValueError):
@@ -90,22 +95,58 @@ def default_bundle_path() -> Path:
 
 
 def from_metadata(meta: dict, model_path: Path, sha256: str = "") -> Bundle:
-    """A :class:`Bundle` from a metadata dict; raises :class:`BundleError` if fields are missing."""
+    """A :class:`Bundle` from a metadata dict; raises :class:`BundleError` if a field is missing or
+    holds a value this runtime cannot honour."""
     if meta.get("schema") not in READABLE_SCHEMAS:
         raise BundleError(f"unsupported metadata schema {meta.get('schema')!r} (expected one of {READABLE_SCHEMAS})")
     try:
         labels = [(lab["code"], lab.get("name") or CLASS_NAMES.get(lab["code"], lab["code"]))
                   for lab in meta["labels"]]
-        spec = InputSpec.from_dict(meta["input"])
-        bundle = Bundle(model_path, labels, spec, OutputSpec.from_dict(meta["output"]),
-                        float(meta["calibration"]["temperature"]), meta.get("thresholds", {}), meta, sha256)
+        bundle = Bundle(model_path, labels, InputSpec.from_dict(meta["input"]), OutputSpec.from_dict(meta["output"]),
+                        meta["calibration"]["temperature"], meta["thresholds"], meta, sha256)
     except (KeyError, TypeError) as exc:
         raise BundleError(f"metadata is missing a field: {exc}") from None
-    if not all(isinstance(v, str) for v in (spec.crop, spec.color_constancy)) \
-            or spec.crop not in CROPS or spec.color_constancy not in COLOR_CONSTANCY:
-        raise BundleError(f"this runtime cannot prepare the input the model wants (crop {spec.crop!r}, "
-                          f"colour constancy {spec.color_constancy!r})")
+    problems = _bad_values(bundle)
+    if problems:
+        raise BundleError("metadata holds values this runtime cannot use: " + "; ".join(problems))
     return bundle
+
+
+def _number(v: Any, lo: float = -math.inf, hi: float = math.inf) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
+
+
+def _bad_values(bundle: Bundle) -> list[str]:
+    """What in a bundle's metadata the runtime would misuse: wrong types, preprocessing it cannot
+    do, and calibration or thresholds that would corrupt probabilities or silence ``refer``."""
+    spec, out, thr, codes = bundle.input, bundle.output, bundle.thresholds, bundle.codes
+    checks = [
+        (all(isinstance(c, str) and c for c in codes) and len(set(codes)) == len(codes) > 0,
+         f"labels {codes} (need distinct non-empty codes)"),
+        (all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (spec.height, spec.width)),
+         f"input size {spec.height!r}x{spec.width!r}"),
+        (spec.dtype in DTYPES and out.dtype in DTYPES, f"dtypes {spec.dtype!r} in, {out.dtype!r} out"),
+        (_number(spec.scale, 1e-12) and _number(spec.mean) and _number(spec.std, 1e-12)
+         and _number(out.scale, 0.0) and all(isinstance(z, int) for z in (spec.zero_point, out.zero_point)),
+         "input or output scale, zero point, mean or std"),
+        (spec.color_order == "RGB" and spec.resize == "bilinear" and isinstance(spec.crop, str)
+         and spec.crop in CROPS and isinstance(spec.color_constancy, str) and spec.color_constancy in COLOR_CONSTANCY,
+         f"input colour order {spec.color_order!r}, resize {spec.resize!r}, crop {spec.crop!r}, "
+         f"colour constancy {spec.color_constancy!r}"),
+        (out.kind in ("logits", "probabilities"), f"output kind {out.kind!r}"),
+        (_number(bundle.temperature, 1e-6), f"calibration temperature {bundle.temperature!r} (must be > 0)"),
+    ]
+    problems = [what for ok, what in checks if not ok]
+    refer = thr.get("refer") if isinstance(thr, dict) else None
+    if not isinstance(refer, dict) or not _number(thr.get("confidence_floor"), 0.0, 1.0):
+        problems.append("thresholds need a 'refer' table and a confidence_floor in [0, 1]")
+    else:
+        bad = {c: t for c, t in refer.items() if c not in codes or not _number(t, 0.0, 1.0)}
+        missing = [c for c in MALIGNANT if c in codes and c not in refer]
+        if bad or missing:
+            problems.append(f"referral thresholds {bad or ''}{' without ' + ', '.join(missing) if missing else ''} "
+                            "(each malignant label needs one, in [0, 1])")
+    return problems
 
 
 def load_bundle(path: str | Path | None = None, labels_file: str | None = None) -> Bundle:
@@ -137,13 +178,29 @@ def load_bundle(path: str | Path | None = None, labels_file: str | None = None) 
         raise BundleError(f"{model_path} does not match its metadata (sha256 {digest[:12]}... "
                           f"!= {str(meta.get('sha256'))[:12]}...): refusing a modified or mismatched model")
     bundle = from_metadata(meta, model_path, digest)
-    embedded = read_embedded(model_path)
-    if embedded is not None and embedded != {k: v for k, v in meta.items() if k not in SELF_REFERENTIAL}:
-        print(f"warning: the metadata embedded in {model_path.name} differs from {METADATA_FILE}; "
-              f"using {METADATA_FILE}", file=sys.stderr)
+    _check_embedded(meta, model_path)
     if labels_file:
         _check_labels(bundle, _labels(labels_file), labels_file)
+    if path.is_dir() and (path / LABELS_FILE).is_file():
+        _check_labels(bundle, _labels(str(path / LABELS_FILE)), str(path / LABELS_FILE))
     return bundle
+
+
+def _check_embedded(meta: dict, model_path: Path) -> None:
+    """``metadata.json`` is not checksummed, the copy embedded in the model is: refuse a bundle whose
+    JSON differs from it on a field the device acts on, warn if it differs elsewhere."""
+    embedded = read_embedded(model_path)
+    if embedded is None:  # a bundle from before embedding
+        return
+    differ = sorted(k for k in set(meta) | set(embedded)
+                    if k not in SELF_REFERENTIAL and meta.get(k) != embedded.get(k))
+    acted_on = [k for k in differ if k in ACTED_ON]
+    if acted_on:
+        raise BundleError(f"{METADATA_FILE} differs from the metadata embedded in {model_path.name} "
+                          f"({', '.join(acted_on)}): refusing an edited bundle")
+    if differ:
+        print(f"warning: {METADATA_FILE} differs from the metadata embedded in {model_path.name} "
+              f"({', '.join(differ)}); using {METADATA_FILE}", file=sys.stderr)
 
 
 def _labels(labels_file: str) -> list[tuple[str, str]]:

@@ -1,25 +1,30 @@
-"""``lesionlite info``: what a model bundle is, from its metadata."""
+"""``lesionlite info``: what a model bundle is, from its metadata, once it has loaded as every
+other command loads it (checksum, metadata and interpreter checked)."""
 from __future__ import annotations
 
 import json
 
-from edge.bundle import load_bundle
+from edge.classifier import Classifier
 from edge.labels import DISCLAIMER
 from edge.metrics import interval_note
 
 
 def main(args) -> int:
-    bundle = load_bundle(args.model, args.labels_file)
+    clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)
+    bundle = clf.bundle
+    size = f"{bundle.model_path.stat().st_size / 1e6:.2f} MB"
     if bundle.bare:
-        print(f"{bundle.model_path}: a bare model without lesionlite metadata")
+        print(f"{bundle.model_path}: a bare model without lesionlite metadata ({size}, input "
+              f"{clf.spec.height}x{clf.spec.width} {clf.spec.dtype}, {len(bundle.labels)} outputs)")
         return 0
     m = bundle.meta
     test = m.get("metrics", {}).get("test", {}).get("tflite", {})
     spec = bundle.input
-    print(f"{m['name']}: {m['training']['arch']} {m['quantization']}, input {spec.height}x{spec.width} "
-          f"{spec.dtype} ({spec.crop} crop, colour constancy {spec.color_constancy}), "
-          f"{m['size_bytes'] / 1e6:.2f} MB")
-    print(f"file {bundle.model_path} (sha256 verified {bundle.sha256[:16]}...)")
+    print(f"{bundle.name}: {m.get('training', {}).get('arch', 'unknown architecture')} {m.get('quantization')}, "
+          f"input {spec.height}x{spec.width} {spec.dtype} ({spec.crop} crop, colour constancy "
+          f"{spec.color_constancy}), {size}")
+    checked = "verified" if m.get("sha256") == bundle.sha256 else "no metadata.json to check it against"
+    print(f"file {bundle.model_path} (sha256 {bundle.sha256[:16]}..., {checked}), runtime {clf.runtime}")
     print(f"created {m.get('created')} by lesionlite {m.get('code_version')}")
     print(f"labels: {', '.join(bundle.codes)}; temperature {bundle.temperature:.3f}")
     print(f"thresholds: {json.dumps(bundle.thresholds)}")

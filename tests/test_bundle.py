@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from edge.bundle import METADATA_FILE, MODEL_FILE, BundleError, load_bundle
+from edge.bundle import (LABELS_FILE, METADATA_FILE, MODEL_FILE, SELF_REFERENTIAL, BundleError, load_bundle,
+                         sha256_file)
 from edge.classifier import Classifier
 from edge.embedded import embed, read_embedded
 from edge.result import DECISIONS
@@ -22,10 +23,23 @@ def bundle_copy(bundle_dir, tmp_path):
 
 
 def _edit_meta(bundle, change):
+    """Edit ``metadata.json`` alone, as a hand edit would."""
     path = bundle / METADATA_FILE
     meta = json.loads(path.read_text())
     change(meta)
     path.write_text(json.dumps(meta))
+
+
+def _rebuild(bundle, change):
+    """Change the metadata everywhere, as a faulty converter would: in ``metadata.json``, in the
+    copy embedded in the model, and in the checksum, so only the checks on content can catch it."""
+    _edit_meta(bundle, change)
+    meta = json.loads((bundle / METADATA_FILE).read_text())
+    model = bundle / MODEL_FILE
+    model.write_bytes(embed(model.read_bytes(), {k: v for k, v in meta.items() if k not in SELF_REFERENTIAL}))
+    _edit_meta(bundle, lambda m: m.update(sha256=sha256_file(model), size_bytes=model.stat().st_size))
+    if isinstance(meta.get("labels"), list):
+        (bundle / LABELS_FILE).write_text("".join(f"{lab['code']}\t{lab['name']}\n" for lab in meta["labels"]))
 
 
 def test_shipped_bundle_classifies_a_real_jpeg(lesion_images):
@@ -69,11 +83,45 @@ def test_a_modified_model_file_is_refused(bundle_copy, lesion_images):
     (lambda m: m["input"].update(color_constancy="retinex"), "colour constancy 'retinex'"),
     (lambda m: m["input"].update(crop="lesion_mask"), "crop 'lesion_mask'"),
     (lambda m: m["input"].update(color_constancy=["shades_of_gray"]), "colour constancy"),
+    (lambda m: m["input"].update(color_order="BGR"), "colour order 'BGR'"),
+    (lambda m: m["input"].update(resize="bicubic"), "resize 'bicubic'"),
+    (lambda m: m["input"].update(height="224"), "input size '224'"),
+    (lambda m: m["output"].update(kind="softmax"), "output kind 'softmax'"),
+    (lambda m: m["output"].update(scale="x"), "scale"),
+    (lambda m: m["calibration"].update(temperature=0), "temperature 0"),
+    (lambda m: m["calibration"].update(temperature=-1.0), "temperature -1.0"),
+    (lambda m: m["calibration"].update(temperature="abc"), "temperature 'abc'"),
+    (lambda m: m["thresholds"]["refer"].update(melanoma=0.1), "'melanoma': 0.1"),
+    (lambda m: m["thresholds"]["refer"].update(mel="0.2"), "'mel': '0.2'"),
+    (lambda m: m["thresholds"]["refer"].pop("mel"), "without mel"),
+    (lambda m: m["thresholds"].update(confidence_floor="high"), "confidence_floor"),
+    (lambda m: m.update(thresholds=None), "thresholds"),
 ])
-def test_metadata_that_disagrees_with_the_model_is_refused(bundle_copy, change, reason):
-    _edit_meta(bundle_copy, change)
+def test_metadata_the_runtime_cannot_honour_is_refused(bundle_copy, change, reason):
+    _rebuild(bundle_copy, change)
     with pytest.raises(BundleError, match=reason):
         Classifier(bundle_copy)
+    # ... and in one line by the CLI, wherever the bundle is used
+    proc = run_cli("info", "--model", str(bundle_copy))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error:")
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m["thresholds"]["refer"].update(mel=0.99),  # would silence most referrals
+    lambda m: m["calibration"].update(temperature=5.0),
+    lambda m: m["labels"].__setitem__(slice(4, 6), m["labels"][5:3:-1]),  # mel and nv swapped
+])
+def test_a_hand_edited_metadata_file_is_refused(bundle_copy, lesion_images, change):
+    _edit_meta(bundle_copy, change)
+    with pytest.raises(BundleError, match="differs from the metadata embedded in model.tflite .*refusing"):
+        load_bundle(bundle_copy)
+
+
+def test_a_labels_file_that_disagrees_with_the_metadata_is_refused(bundle_copy):
+    (bundle_copy / LABELS_FILE).write_text("nv\nmel\n")
+    with pytest.raises(BundleError, match="labels.txt does not match the bundle's labels"):
+        load_bundle(bundle_copy)
 
 
 def test_unknown_schema_and_missing_fields_are_refused(bundle_copy):
@@ -96,19 +144,19 @@ def test_embedded_metadata_round_trip_and_lone_model_file(bundle_dir, tmp_path, 
     assert clf.bundle.temperature == meta["calibration"]["temperature"]
     ref = Classifier(bundle_dir).classify(lesion_images[1])
     assert clf.classify(lesion_images[1]).probabilities == pytest.approx(ref.probabilities)
+    proc = run_cli("info", "--model", str(lone))
+    assert proc.returncode == 0, proc.stderr
+    assert f"{lone.stat().st_size / 1e6:.2f} MB" in proc.stdout and "no metadata.json to check it against" in proc.stdout
 
 
 def test_embed_then_read_on_a_model_and_disagreement_warning(bundle_copy, capfd):
-    data = (bundle_copy / MODEL_FILE).read_bytes()
-    again = embed(data, {"schema": "x", "note": "other"})
     path = bundle_copy / MODEL_FILE
-    path.write_bytes(again)
+    path.write_bytes(embed(path.read_bytes(), {"schema": "x", "note": "other"}))
     assert read_embedded(path) == {"schema": "x", "note": "other"}
-    from edge.bundle import sha256_file
-
-    _edit_meta(bundle_copy, lambda m: m.update(sha256=sha256_file(path)))
+    _rebuild(bundle_copy, lambda m: m.update(created="yesterday"))
+    _edit_meta(bundle_copy, lambda m: m.update(created="today"))  # a field the device does not act on
     Classifier(bundle_copy)
-    assert "differs" in capfd.readouterr().err
+    assert "differs from the metadata embedded in model.tflite (created)" in capfd.readouterr().err
 
 
 def test_missing_runtime_names_its_install_command(lesion_images):
