@@ -152,6 +152,22 @@ def test_replay_paces_images_and_loops_a_video(tmp_path: Path) -> None:
     assert np.abs(frames[0][0].astype(int) - frames[3][0]).mean() < 1
 
 
+def test_replay_skips_an_unreadable_image_and_goes_on(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    good = sorted(LESIONS.glob("*.jpg"))[:2]
+    shutil.copy(good[0], tmp_path / "a.jpg")
+    (tmp_path / "b.jpg").write_bytes(good[0].read_bytes()[:500])  # truncated
+    shutil.copy(good[1], tmp_path / "c.jpg")
+    with ReplaySource(tmp_path, fps=1000) as source:
+        frames = [source.read()[0] for _ in range(4)]
+    expected = [np.asarray(Image.open(p).convert("RGB")) for p in (good[0], good[1])] * 2
+    assert all(np.array_equal(f, e) for f, e in zip(frames, expected, strict=True))
+    assert capfd.readouterr().err.count("skipping") == 1  # said once, not every loop
+    (tmp_path / "a.jpg").write_bytes(b"")
+    (tmp_path / "c.jpg").write_text("not an image")
+    with pytest.raises(SourceError, match="no readable image"), ReplaySource(tmp_path, fps=1000) as source:
+        source.read()
+
+
 def test_replay_keeps_decoded_frames_within_its_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     n = len(list(LESIONS.glob("*.jpg")))
     monkeypatch.setattr(ReplaySource, "CACHE_BYTES", 3 * 224 * 224 * 3)  # room for three frames

@@ -223,6 +223,7 @@ class ReplaySource(FrameSource):
         self._images: list[Path] = []
         self._cache: dict[Path, np.ndarray] = {}
         self._cached_bytes = 0
+        self._unreadable: set[Path] = set()
         self._video: Any = None
         self._index = 0
         self._due: float | None = None
@@ -268,12 +269,17 @@ class ReplaySource(FrameSource):
             if not ok:
                 raise SourceError(f"replay: cannot read frames from {self.path}")
             return frame, "BGR"
-        path = self._images[self._index % len(self._images)]
-        self._index += 1
-        try:
-            return self._decode(path), "RGB"
-        except ImageError as exc:
-            raise SourceError(f"replay: {path}: {exc}") from None
+        for _ in range(len(self._images)):  # an unreadable file is skipped (once said), not retried
+            path = self._images[self._index % len(self._images)]
+            self._index += 1
+            if path in self._unreadable:
+                continue
+            try:
+                return self._decode(path), "RGB"
+            except ImageError as exc:
+                self._unreadable.add(path)
+                print(f"warning: replay: skipping {path}: {exc}", file=sys.stderr)
+        raise SourceError(f"replay: no readable image in {self.path}")
 
     def _pace(self) -> None:
         """Sleep so frames come at a steady rate; after falling behind, restart the schedule."""
