@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.classifier import Classifier
-from edge.io import atomic_write_text
+from edge.io import atomic_write_text, output_path
 from edge.preprocess import to_input
 
 STATS = ("min", "p50", "p90", "p99", "mean", "std", "max")
@@ -186,7 +186,7 @@ def add_arguments(p) -> None:
     p.add_argument("--workers", type=int, default=2, help="decode workers for --folder")
     p.add_argument("--cold-start", action="store_true",
                    help="also time `lesionlite classify` in a fresh process next to `import tensorflow`")
-    p.add_argument("--json", help="write the figures to this JSON file")
+    p.add_argument("--json", type=output_path, help="write the figures to this JSON file")
 
 
 def main(args) -> int:

@@ -11,7 +11,7 @@ import numpy as np
 
 from edge.batch import classify_paths, images_by_stem
 from edge.classifier import Classifier
-from edge.io import atomic_write_text
+from edge.io import atomic_write_text, output_path
 from edge.labels import DISCLAIMER
 from edge.metrics import evaluate, format_table
 
@@ -31,25 +31,35 @@ def read_labelled(labels_csv: Path, images: Path | None = None, split_file: Path
     if not rows:
         raise LabelsError(f"{labels_csv} has no rows")
     cols = rows[0].keys()
+    keep = _split_ids(split_file, split) if split_file else None
     if {"path", "label"} <= cols:
         base = images or labels_csv.parent
+        rows = [r for r in rows if keep is None or Path(r["path"]).stem in keep]
         pairs = [(str(base / r["path"]), r["label"], r.get("lesion_id") or r["path"]) for r in rows]
-        ids = [Path(r["path"]).stem for r in rows]
     elif {"image_id", "dx"} <= cols:
         base = images or labels_csv.parent
         found = images_by_stem(base)
-        rows = [r for r in rows if r["image_id"] in found]
-        pairs = [(str(found[r["image_id"]][0]), r["dx"], r.get("lesion_id") or r["image_id"]) for r in rows]
-        ids = [r["image_id"] for r in rows]
+        rows = [r for r in rows if keep is None or r["image_id"] in keep]
+        missing = sum(r["image_id"] not in found for r in rows)
+        if missing:  # e.g. a subset of the download: say so, the figures are over fewer images
+            print(f"note: {missing} of {len(rows)} metadata rows{f' of the {split} split' if keep is not None else ''} "
+                  f"have no image under {base}; evaluating the {len(rows) - missing} that do", file=sys.stderr)
+        pairs = [(str(found[r["image_id"]][0]), r["dx"], r.get("lesion_id") or r["image_id"])
+                 for r in rows if r["image_id"] in found]
     else:
         raise LabelsError(f"{labels_csv}: expected columns path,label or image_id,dx")
-    if split_file:
-        with open(split_file, newline="", encoding="utf-8") as fh:
-            keep = {r["image_id"] for r in csv.DictReader(fh) if r["split"] == split}
-        pairs = [p for p, i in zip(pairs, ids) if i in keep]
     if not pairs:
         raise LabelsError(f"no labelled images found from {labels_csv}")
     return pairs
+
+
+def _split_ids(split_file: Path, split: str | None) -> set[str]:
+    """The image ids a ``split.csv`` puts in ``split``."""
+    with open(split_file, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if rows and not {"image_id", "split"} <= rows[0].keys():
+        raise LabelsError(f"{split_file}: expected a split.csv with columns image_id and split")
+    return {r["image_id"] for r in rows if r["split"] == split}
 
 
 def add_arguments(p) -> None:
@@ -63,7 +73,7 @@ def add_arguments(p) -> None:
     p.add_argument("--light", type=_gains, metavar="R,G,B",
                    help="simulate another light: multiply each colour channel first (e.g. 1.15,1,0.8 "
                    "warm, 0.85,1,1.2 cool) to see how far the answers move")
-    p.add_argument("--json", help="write the metrics to this JSON file")
+    p.add_argument("--json", type=output_path, help="write the metrics to this JSON file")
 
 
 def _gains(text: str) -> tuple[float, float, float]:
@@ -80,7 +90,7 @@ def main(args) -> int:
     try:
         pairs = read_labelled(Path(args.labels), Path(args.images) if args.images else None,
                               Path(args.split_file) if args.split_file else None, args.split)
-    except (OSError, LabelsError, KeyError) as exc:
+    except (OSError, LabelsError) as exc:
         raise SystemExit(f"error: {exc}") from None
     clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)
     codes = clf.bundle.codes

@@ -73,3 +73,27 @@ def test_a_simulated_light_reaches_the_model_and_bad_gains_are_refused(tmp_path)
     assert runs["warm"]["ece"] != plain["ece"]  # the shipped model sees the cast
     proc = run_cli("evaluate", str(SAMPLES / "labels.csv"), "--light", "1,2")
     assert proc.returncode == 2 and "expected three gains" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_metadata_rows_without_images_are_counted_and_a_split_file_is_checked(tmp_path):
+    rows = list(csv.DictReader(open(SAMPLES / "labels.csv")))
+    meta = tmp_path / "HAM10000_metadata.csv"  # the download's layout, two rows with no image here
+    with open(meta, "w", newline="") as fh:
+        w = csv.DictWriter(fh, ["lesion_id", "image_id", "dx"])
+        w.writeheader()
+        w.writerows([{"lesion_id": r["lesion_id"], "image_id": r["path"][:-4], "dx": r["label"]} for r in rows])
+        w.writerows([{"lesion_id": "HAM_X", "image_id": f"ISIC_999999{i}", "dx": "nv"} for i in range(2)])
+    proc, m = _evaluate(meta, tmp_path, "meta")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert m["n"] == 16 and "note: 2 of 18 metadata rows have no image" in proc.stderr
+
+    split = tmp_path / "split.csv"
+    split.write_text("image_id,part\nISIC_0025994,test\n")
+    proc = run_cli("evaluate", str(meta), "--images", str(SAMPLES), "--split-file", str(split))
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
+        f"error: {split}: expected a split.csv with columns image_id and split")
+
+
+def test_a_json_path_in_a_missing_folder_is_refused_before_the_work(tmp_path):
+    proc = run_cli("evaluate", str(SAMPLES / "labels.csv"), "--json", str(tmp_path / "nope" / "m.json"))
+    assert proc.returncode == 2 and "no such folder" in proc.stderr and "images" not in proc.stdout
