@@ -2,6 +2,7 @@
 a threads sweep, and the same for a reference model with the ratio ours/reference."""
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -13,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.classifier import Classifier
-from edge.io import atomic_write_text, output_path
+from edge.args import output_path, positive
+from edge.io import atomic_write_text
 from edge.preprocess import to_input
 
 STATS = ("min", "p50", "p90", "p99", "mean", "std", "max")
@@ -180,13 +182,21 @@ def add_arguments(p) -> None:
     p.add_argument("--image", help="image to run end to end (default: a shipped 224 px sample)")
     p.add_argument("--reference", help="a reference .tflite to time the same way, e.g. "
                                        "tf2_mobilenet_v2_1.0_224_ptq.tflite")
-    p.add_argument("--sweep", type=int, nargs="*", default=None,
-                   help="thread counts to sweep (default: 1 .. CPU count; give none to skip)")
-    p.add_argument("--folder", help="also time classifying this folder (images/s against the invoke bound)")
-    p.add_argument("--workers", type=int, default=2, help="decode workers for --folder")
+    sweep = p.add_mutually_exclusive_group()
+    sweep.add_argument("--sweep", type=positive(int), nargs="+", metavar="THREADS",
+                       help="thread counts to sweep (default: 1, 2 and the CPU count)")
+    sweep.add_argument("--no-sweep", action="store_true", help="skip the threads sweep")
+    p.add_argument("--folder", type=_folder, help="also time classifying this folder (images/s against the invoke bound)")
+    p.add_argument("--workers", type=positive(int), default=2, help="decode workers for --folder")
     p.add_argument("--cold-start", action="store_true",
                    help="also time `lesionlite classify` in a fresh process next to `import tensorflow`")
     p.add_argument("--json", type=output_path, help="write the figures to this JSON file")
+
+
+def _folder(text: str) -> str:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"no such folder: {text}")
+    return text
 
 
 def main(args) -> int:
@@ -196,7 +206,7 @@ def main(args) -> int:
         image = Path(args.image).read_bytes() if args.image else default_image()
     except OSError as exc:
         raise SystemExit(f"error: cannot read {args.image}: {exc.strerror}") from None
-    sweep = args.sweep if args.sweep is not None else sorted({1, 2, os.cpu_count() or 1})
+    sweep = [] if args.no_sweep else args.sweep or sorted({1, 2, os.cpu_count() or 1})
     r = run(args.model, image, args.runs, args.warmup, args.threads, args.runtime, args.labels_file,
             args.reference, sweep)
     if args.folder:

@@ -24,24 +24,14 @@ def _handler(module: str, needs: str | None = None, hint: str = "") -> Callable[
     return run
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
-
-
 def _model_options() -> argparse.ArgumentParser:
+    from edge.args import positive
     from edge.runtime import RUNTIMES
 
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("model")
     g.add_argument("--model", "-m", help="bundle folder or .tflite (default: the shipped bundle)")
-    g.add_argument("--threads", type=positive_int, help="interpreter threads (default: the runtime's)")
+    g.add_argument("--threads", type=positive(int), help="interpreter threads (default: the runtime's)")
     g.add_argument("--runtime", default="auto", choices=("auto", *RUNTIMES),
                    help="interpreter: ai-edge-litert, tflite-runtime or tensorflow (default: first found)")
     g.add_argument("--labels", dest="labels_file", metavar="FILE",
@@ -114,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except UnicodeDecodeError as exc:
         print(f"error: a text file is not UTF-8 ({exc.reason} at byte {exc.start})", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # a command's own "error: ..." (a number passes through unchanged)
+        if not isinstance(exc.code, str):
+            raise
+        print(exc.code, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -11,7 +11,8 @@ import numpy as np
 
 from edge.batch import classify_paths, images_by_stem
 from edge.classifier import Classifier
-from edge.io import atomic_write_text, output_path
+from edge.args import output_path, positive
+from edge.io import atomic_write_text
 from edge.labels import DISCLAIMER
 from edge.metrics import evaluate, format_table
 
@@ -68,7 +69,7 @@ def add_arguments(p) -> None:
     p.add_argument("--images", help="folder holding the images (default: the CSV's folder)")
     p.add_argument("--split-file", help="a split.csv: evaluate only the images of --split")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=positive(int), default=2)
     p.add_argument("--tta", action="store_true", help="average over the 8 rotations and mirror images")
     p.add_argument("--light", type=_gains, metavar="R,G,B",
                    help="simulate another light: multiply each colour channel first (e.g. 1.15,1,0.8 "

@@ -26,13 +26,3 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
-
-def output_path(text: str) -> str:
-    """An argparse type for a file to be written at the end of a run: its folder must exist now,
-    so a typo fails before the work rather than after it."""
-    folder = Path(text).parent
-    if not folder.is_dir():
-        import argparse
-
-        raise argparse.ArgumentTypeError(f"no such folder for {text!r}: {folder}")
-    return text

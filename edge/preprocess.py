@@ -70,6 +70,8 @@ def _open(source: Source) -> Image.Image:
         return Image.open(fp)
     except Image.DecompressionBombError as exc:
         raise ImageError(f"image too large: {exc}") from None
+    except Image.UnidentifiedImageError:  # its message names a path or a BytesIO object
+        raise ImageError("not a readable image: not a known image format") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"not a readable image: {exc}") from None
 

@@ -393,7 +393,7 @@ def test_window_falls_back_to_headless_and_overlay_needs_the_pi_preview(monkeypa
                                           reason="gpiozero is installed")),
 ])
 def test_errors_are_one_line_messages(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
-    assert run_main(argv + ["--display", "headless", "--save-dir", str(tmp_path), "--frames", "1"]) == 1
+    assert run_main(argv + ["--display", "headless", "--save-dir", str(tmp_path), "--frames", "1"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert len([line for line in err.splitlines() if line.startswith("error: ")]) == 1

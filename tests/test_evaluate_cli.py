@@ -90,7 +90,7 @@ def test_metadata_rows_without_images_are_counted_and_a_split_file_is_checked(tm
     split = tmp_path / "split.csv"
     split.write_text("image_id,part\nISIC_0025994,test\n")
     proc = run_cli("evaluate", str(meta), "--images", str(SAMPLES), "--split-file", str(split))
-    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
         f"error: {split}: expected a split.csv with columns image_id and split")
 
 

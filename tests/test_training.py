@@ -141,7 +141,7 @@ def test_tiny_training_run_converts_to_every_format(tiny_run, tmp_path, lesion_i
     refused = tmp_path / "refused"
     proc = run_cli("convert", str(run), "--quantize", "float16", "--out", str(refused),
                    "--min-agreement", "1.01", timeout=600)
-    assert proc.returncode == 1 and "refusing" in proc.stderr and not refused.exists()
+    assert proc.returncode == 2 and "refusing" in proc.stderr and not refused.exists()
 
 
 def test_fake_quant_twin_shares_weights_and_rounds_like_the_int8_model(tiny_run, ham_layout):
@@ -255,7 +255,7 @@ def test_colour_constancy_travels_from_training_to_the_device(tiny_run, ham_layo
                    "--input-size", "48", "--init", str(tiny_run / "model.keras"), "--epochs", "1",
                    "--color-constancy", "shades_of_gray", "--out", str(tmp_path / "mixed"), timeout=600)
     last = proc.stderr.strip().splitlines()[-1]  # (TensorFlow's own start-up lines come first)
-    assert proc.returncode == 1 and last.startswith("error: --init") and "colour constancy none" in last
+    assert proc.returncode == 2 and last.startswith("error: --init") and "colour constancy none" in last
     assert "Traceback" not in proc.stderr and not (tmp_path / "mixed").exists()
 
 

@@ -6,8 +6,8 @@ import argparse
 import functools
 import sys
 from pathlib import Path
-from typing import Callable
 
+from edge.args import positive
 from edge.bundle import BundleError
 from edge.camera.controls import ControlError, Controls
 from edge.camera.display import DISPLAYS, DisplayError, make_display
@@ -17,16 +17,6 @@ from edge.camera.sources import SourceError, open_source
 from edge.classifier import Classifier
 from edge.labels import DISCLAIMER
 from edge.runtime import RuntimeUnavailable
-
-
-def _positive(kind: type) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-    parse.__name__ = kind.__name__
-    return parse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,23 +33,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "`lesionlite classify SAVE_DIR` sees only the shots]")
     p.add_argument("--frame-every", type=int, default=10, metavar="N",
                    help="headless: write every Nth annotated frame; 0 writes none [10]")
-    p.add_argument("--frames", type=_positive(int), default=None, metavar="N", help="stop after N frames")
-    p.add_argument("--auto-shoot", type=_positive(float), default=None, metavar="SECONDS",
+    p.add_argument("--frames", type=positive(int), default=None, metavar="N", help="stop after N frames")
+    p.add_argument("--auto-shoot", type=positive(float), default=None, metavar="SECONDS",
                    help="take a shot every SECONDS")
     p.add_argument("--tta", action="store_true",
                    help="shots average the 8 rotations and mirror images (8x slower)")
-    p.add_argument("--fps", type=_positive(float), default=10.0, help="replay: frames per second [10]")
+    p.add_argument("--fps", type=positive(float), default=10.0, help="replay: frames per second [10]")
     p.add_argument("--gpio-pin", type=int, default=None, metavar="PIN",
                    help="a shutter button between this GPIO pin (BCM) and ground (needs gpiozero)")
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the camera; returns 0, or 1 with a one-line message when something is unavailable."""
+    """Run the camera; returns 0, 1 when the camera gave up mid-run, or 2 with a one-line message
+    when something it needs is unavailable."""
     try:
         classifier = Classifier(args.model, args.threads, args.runtime, args.labels_file)
     except (BundleError, RuntimeUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     frames_dir = args.frames_dir or args.save_dir / ".frames"
     try:
         with open_source(args.source, args.fps, preview=args.display in ("auto", "overlay")) as source, \
@@ -71,5 +62,5 @@ def main(args: argparse.Namespace) -> int:
                 return LiveLoop(classifier, grabber, display, controls, store, args.frames, args.tta).run()
     except (SourceError, DisplayError, ControlError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2
 
