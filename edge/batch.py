@@ -14,6 +14,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from edge.args import positive
 from edge.classifier import Classifier
 from edge.preprocess import IMAGE_SUFFIXES, ImageError, load_image, relight
 
@@ -54,8 +55,8 @@ class Row:
 
 def classify_paths(clf: Classifier, paths: list[str], workers: int = 2, tta: bool = False,
                    light: tuple[float, float, float] | None = None) -> Iterator[Row]:
-    """Yield a :class:`Row` per path, in order. Decoding runs ``workers`` files ahead of the
-    interpreter; a file that cannot be read yields a row with ``error`` set. ``light`` relights
+    """Yield a :class:`Row` per path, in order. ``workers`` threads decode up to ``2 * workers + 1``
+    files ahead of the interpreter; a file that cannot be read yields a row with ``error`` set. ``light`` relights
     each image first (:func:`edge.preprocess.relight`)."""
     def load(path: str) -> np.ndarray:
         if light:  # decoded as pixels() decodes (JPEG draft mode), so only the light differs
@@ -93,13 +94,13 @@ class RowWriter:
         self.columns = ["path", "label", "confidence", "decision", *(f"p_{c}" for c in codes), "error",
                         "name", "reason"]
         previous = (self._read(output) + self._read(self.partial)) if resume else []
-        self.done = {r["path"] for r in previous}
-        self.failed = sum(1 for r in previous if r.get("error"))
+        unique = {r["path"]: r for r in previous}  # a path in both files counts once
+        self.done = set(unique)
+        self.failed = sum(1 for r in unique.values() if r.get("error"))
         self._fh = open(self.partial, "w", encoding="utf-8", newline="")
         if fmt == "csv":
             self._csv = csv.DictWriter(self._fh, self.columns, lineterminator="\n")
             self._csv.writeheader()
-        unique = {r["path"]: r for r in previous}
         for r in unique.values():
             self._write(r)
         self._fh.flush()
@@ -133,6 +134,7 @@ class RowWriter:
         self.failed += bool(record.get("error"))
 
     def finish(self) -> None:
+        os.fsync(self._fh.fileno())  # on disk before the rename, so a power cut leaves one whole file
         self._fh.close()
         os.replace(self.partial, self.output)
 
@@ -150,8 +152,7 @@ def record(clf: Classifier, row: Row, top_k: int) -> dict:
     rec.update({"label": res.label, "name": res.name, "confidence": round(res.confidence, 4),
                 "decision": res.decision, "reason": res.reason})
     rec.update({f"p_{c}": round(float(p), 4) for c, p in zip(clf.bundle.codes, row.probs)})
-    if top_k > 1:
-        rec["top"] = [{"code": c, "probability": round(p, 4)} for c, _, p in res.top]
+    rec["top"] = [{"code": c, "probability": round(p, 4)} for c, _, p in res.top]
     return rec
 
 
@@ -159,8 +160,8 @@ def add_arguments(p) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders (recursive)")
     p.add_argument("--output", "-o", help="write rows to this file (atomically); default: table on stdout")
     p.add_argument("--format", choices=FORMATS, help="csv, jsonl or table (default: from --output's suffix)")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--workers", type=int, default=2, help="decoding threads running ahead of the model")
+    p.add_argument("--top-k", type=positive(int), default=3)
+    p.add_argument("--workers", type=positive(int), default=2, help="decoding threads running ahead of the model")
     p.add_argument("--resume", action="store_true", help="skip files already in --output and append the rest")
     p.add_argument("--tta", action="store_true",
                    help="average over the 8 rotations and mirror images (8x slower)")

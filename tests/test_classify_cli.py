@@ -72,7 +72,7 @@ def test_missing_path_is_a_one_line_error(tmp_path):
     assert proc.returncode == 1
     assert "no such file" in (tmp_path / "o.csv").read_text()
     proc = run_cli("classify", str(tmp_path))  # an empty folder
-    assert proc.returncode != 0 and proc.stderr.count("\n") == 1 and "no image files" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no image files" in proc.stderr
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
@@ -108,6 +108,31 @@ def test_interrupted_batch_leaves_no_half_file_and_resumes(sig, tmp_path, lesion
     assert not partial.exists()
 
 
+def test_resume_counts_a_row_found_in_both_files_once(tmp_path, lesion_images):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(lesion_images[0].read_bytes()[:300])
+    out = tmp_path / "rows.jsonl"
+    first = run_cli("classify", str(broken), str(lesion_images[0]), "-o", str(out))
+    assert first.returncode == 1 and "2 images, 1 failed" in first.stderr
+    shutil.copy(out, tmp_path / "rows.jsonl.partial")  # as if a later run was cut after its first rows
+    resumed = run_cli("classify", str(broken), str(lesion_images[0]), str(lesion_images[1]), "-o", str(out),
+                      "--resume")
+    assert resumed.returncode == 1 and "3 images, 1 failed" in resumed.stderr
+    assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == [
+        str(broken), str(lesion_images[0]), str(lesion_images[1])]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--workers", "0"], "argument --workers: must be positive, got 0"),
+    (["--top-k", "x"], "argument --top-k: expected a positive int, got 'x'"),
+    (["--threads", "0"], "argument --threads: must be positive, got 0"),
+])
+def test_bad_numbers_are_refused_by_the_parser(args, message, lesion_images):
+    proc = run_cli("classify", str(lesion_images[0]), *args)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].endswith(message)
+    assert "Traceback" not in proc.stderr and not proc.stdout
+
+
 @pytest.mark.parametrize("args,message", [
     (["-o", "/nonexistent-folder/out.csv"], "no such folder"),
     (["-o", "out.txt"], "cannot tell the format"),
@@ -117,7 +142,7 @@ def test_interrupted_batch_leaves_no_half_file_and_resumes(sig, tmp_path, lesion
 ])
 def test_bad_arguments_give_one_line_errors(args, message, lesion_images, tmp_path):
     proc = run_cli("classify", str(lesion_images[0]), *args, cwd=tmp_path)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
