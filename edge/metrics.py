@@ -140,7 +140,7 @@ def evaluate(y_true: np.ndarray, probs: np.ndarray, classes: list[str] | tuple[s
     out = {
         "n": int(len(y_true)),
         "accuracy": float(np.mean(y_pred == y_true)) if len(y_true) else None,
-        "balanced_accuracy": float(np.mean(recall[present])) if present.any() else None,
+        "balanced_accuracy": balanced_accuracy(y_true, y_pred, k) if present.any() else None,
         "balanced_accuracy_ci95": balanced_accuracy_interval(y_true, y_pred, k, groups),
         "macro_f1": float(np.mean(np.nan_to_num(f1[present]))) if present.any() else None,
         "per_class": per_class,
