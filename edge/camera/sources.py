@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.batch import find_images
 from edge.preprocess import IMAGE_SUFFIXES, ImageError, load_image
 
 RawFrame = tuple[np.ndarray, str]
@@ -210,7 +211,8 @@ def read_retrying(source: FrameSource, stop: threading.Event, retries: int = RET
 
 
 class ReplaySource(FrameSource):
-    """A video file (OpenCV) or a folder of images (Pillow) played in a loop at a steady ``fps``."""
+    """A video file (OpenCV) or the images of a folder, found as `lesionlite classify` finds them
+    (Pillow), played in a loop at a steady ``fps``."""
 
     CACHE_BYTES = 256 * 1024 * 1024
 
@@ -233,7 +235,7 @@ class ReplaySource(FrameSource):
     def _open(self) -> None:
         path = self.path
         if path.is_dir():
-            self._images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            self._images = [Path(p) for p in find_images([str(path)])]  # as `lesionlite classify` finds them
             if not self._images:
                 raise SourceError(f"replay: no images in {path}")
         elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
