@@ -29,8 +29,7 @@ def main(args: argparse.Namespace) -> int:
                            args.max_ba_loss, args.representative,
                            command="lesionlite " + shlex.join(sys.argv[1:]))
     except (ConversionRefused, DataError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise SystemExit(f"error: {exc}") from None
     v, t = meta["metrics"]["verification"], meta["metrics"]["test"]["tflite"]
     print(f"wrote {args.out}: {meta['size_bytes'] / 1e6:.2f} MB {meta['quantization']} "
           f"({meta['output']['dtype']} logits out); agreement with Keras {v['agreement']:.2%}, "

@@ -211,7 +211,7 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
     if figures["relative_diff"] >= MAX_RELATIVE_DIFF:
         print(f"error: Keras and PyTorch logits differ by {figures['relative_diff']:.2e} of their scale",
               file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 
