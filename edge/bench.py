@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.classifier import Classifier
 from edge.args import output_path, positive
+from edge.batch import classify_paths, find_images
+from edge.classifier import Classifier
 from edge.io import atomic_write_text
 from edge.preprocess import to_input
 
@@ -109,8 +110,6 @@ def folder_throughput(model: str | None, folder: str, workers: int, threads: int
                       labels: str | None) -> dict:
     """Images per second of ``lesionlite classify``'s pipeline over a folder, against the
     invoke-only bound (one invoke after another on a ready input)."""
-    from edge.batch import classify_paths, find_images
-
     paths = find_images([folder])
     if not paths:
         raise SystemExit(f"error: no images in {folder}")
@@ -196,6 +195,8 @@ def add_arguments(p) -> None:
 def _folder(text: str) -> str:
     if not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"no such folder: {text}")
+    if not find_images([text]):
+        raise argparse.ArgumentTypeError(f"no image files in {text}")
     return text
 
 

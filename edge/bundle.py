@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.embedded import read_embedded
+from edge.embedded import can_read, read_embedded
 from edge.labels import CLASS_NAMES, MALIGNANT, read_labels_file
 from edge.preprocess import COLOR_CONSTANCY, CROPS, InputSpec
 
@@ -103,7 +103,7 @@ def from_metadata(meta: dict, model_path: Path, sha256: str = "") -> Bundle:
         labels = [(lab["code"], lab.get("name") or CLASS_NAMES.get(lab["code"], lab["code"]))
                   for lab in meta["labels"]]
         bundle = Bundle(model_path, labels, InputSpec.from_dict(meta["input"]), OutputSpec.from_dict(meta["output"]),
-                        meta["calibration"]["temperature"], meta["thresholds"], meta, sha256)
+                        meta["calibration"]["temperature"], meta.get("thresholds") or {}, meta, sha256)
     except (KeyError, TypeError) as exc:
         raise BundleError(f"metadata is missing a field: {exc}") from None
     problems = _bad_values(bundle)
@@ -137,15 +137,19 @@ def _bad_values(bundle: Bundle) -> list[str]:
         (_number(bundle.temperature, 1e-6), f"calibration temperature {bundle.temperature!r} (must be > 0)"),
     ]
     problems = [what for ok, what in checks if not ok]
+    malignant = [c for c in MALIGNANT if c in codes]
+    if not thr and not malignant:  # no class to refer: decisions are "none", as for a bare model
+        return problems
     refer = thr.get("refer") if isinstance(thr, dict) else None
     if not isinstance(refer, dict) or not _number(thr.get("confidence_floor"), 0.0, 1.0):
         problems.append("thresholds need a 'refer' table and a confidence_floor in [0, 1]")
-    else:
-        bad = {c: t for c, t in refer.items() if c not in codes or not _number(t, 0.0, 1.0)}
-        missing = [c for c in MALIGNANT if c in codes and c not in refer]
-        if bad or missing:
-            problems.append(f"referral thresholds {bad or ''}{' without ' + ', '.join(missing) if missing else ''} "
-                            "(each malignant label needs one, in [0, 1])")
+        return problems
+    bad = {c: t for c, t in refer.items() if c not in codes or not _number(t, 0.0, 1.0)}
+    if bad:
+        problems.append(f"referral thresholds {bad} (labels of this model, in [0, 1])")
+    missing = [c for c in malignant if c not in refer]
+    if missing:
+        problems.append(f"no referral threshold for {', '.join(missing)} (each malignant label needs one)")
     return problems
 
 
@@ -179,16 +183,19 @@ def load_bundle(path: str | Path | None = None, labels_file: str | None = None) 
                           f"!= {str(meta.get('sha256'))[:12]}...): refusing a modified or mismatched model")
     bundle = from_metadata(meta, model_path, digest)
     _check_embedded(meta, model_path)
-    if labels_file:
-        _check_labels(bundle, _labels(labels_file), labels_file)
-    if path.is_dir() and (path / LABELS_FILE).is_file():
-        _check_labels(bundle, _labels(str(path / LABELS_FILE)), str(path / LABELS_FILE))
+    beside = model_path.parent / LABELS_FILE
+    for source in [labels_file] * bool(labels_file) + [str(beside)] * beside.is_file():
+        _check_labels(bundle, _labels(source), source)
     return bundle
 
 
 def _check_embedded(meta: dict, model_path: Path) -> None:
     """``metadata.json`` is not checksummed, the copy embedded in the model is: refuse a bundle whose
     JSON differs from it on a field the device acts on, warn if it differs elsewhere."""
+    if not can_read():
+        print(f"warning: without ai-edge-litert the metadata embedded in {model_path.name} cannot be read, "
+              f"so an edited {METADATA_FILE} would go unnoticed (pip install ai-edge-litert)", file=sys.stderr)
+        return
     embedded = read_embedded(model_path)
     if embedded is None:  # a bundle from before embedding
         return
@@ -219,6 +226,8 @@ def _bare_or_embedded(model_path: Path, labels_file: str | None) -> Bundle:
     embedded = read_embedded(model_path)
     if embedded is not None:
         bundle = from_metadata(embedded, model_path, sha256_file(model_path))
+        if labels_file:
+            _check_labels(bundle, _labels(labels_file), labels_file)
         print(f"note: no {METADATA_FILE} beside {model_path.name}; using the metadata embedded in it",
               file=sys.stderr)
         return bundle

@@ -16,6 +16,11 @@ def _schema():
     return schema_py_generated
 
 
+def can_read() -> bool:
+    """Whether this install can read embedded metadata (tflite-runtime and TensorFlow alone cannot)."""
+    return _schema() is not None
+
+
 def read_embedded(model_path: str | Path) -> dict | None:
     """The lesionlite metadata stored in the model file, or None (none stored, or no reader)."""
     schema = _schema()

@@ -93,7 +93,7 @@ def test_a_modified_model_file_is_refused(bundle_copy, lesion_images):
     (lambda m: m["calibration"].update(temperature="abc"), "temperature 'abc'"),
     (lambda m: m["thresholds"]["refer"].update(melanoma=0.1), "'melanoma': 0.1"),
     (lambda m: m["thresholds"]["refer"].update(mel="0.2"), "'mel': '0.2'"),
-    (lambda m: m["thresholds"]["refer"].pop("mel"), "without mel"),
+    (lambda m: m["thresholds"]["refer"].pop("mel"), "no referral threshold for mel"),
     (lambda m: m["thresholds"].update(confidence_floor="high"), "confidence_floor"),
     (lambda m: m.update(thresholds=None), "thresholds"),
 ])
@@ -118,10 +118,32 @@ def test_a_hand_edited_metadata_file_is_refused(bundle_copy, lesion_images, chan
         load_bundle(bundle_copy)
 
 
-def test_a_labels_file_that_disagrees_with_the_metadata_is_refused(bundle_copy):
+def test_a_labels_file_that_disagrees_with_the_metadata_is_refused(bundle_copy, tmp_path):
+    lone = tmp_path / "lone.tflite"
+    shutil.copy(bundle_copy / MODEL_FILE, lone)
+    (tmp_path / "two.txt").write_text("nv\nmel\n")
+    with pytest.raises(BundleError, match="two.txt does not match the bundle's labels"):
+        load_bundle(lone, str(tmp_path / "two.txt"))  # against the metadata embedded in a lone model
     (bundle_copy / LABELS_FILE).write_text("nv\nmel\n")
-    with pytest.raises(BundleError, match="labels.txt does not match the bundle's labels"):
-        load_bundle(bundle_copy)
+    for path in (bundle_copy, bundle_copy / MODEL_FILE):  # the folder, or the model inside it
+        with pytest.raises(BundleError, match="labels.txt does not match the bundle's labels"):
+            load_bundle(path)
+
+
+def test_a_model_without_malignant_labels_may_carry_no_thresholds(bundle_copy, lesion_images):
+    _rebuild(bundle_copy, lambda m: (m.update(thresholds={}),
+                                     [lab.update(code=f"class{i}") for i, lab in enumerate(m["labels"])]))
+    result = Classifier(bundle_copy).classify(lesion_images[0])
+    assert result.decision == "none" and result.label.startswith("class")
+
+
+def test_without_a_reader_for_embedded_metadata_the_check_is_said_to_be_off(bundle_copy, monkeypatch, capfd):
+    import edge.bundle
+
+    _edit_meta(bundle_copy, lambda m: m["thresholds"]["refer"].update(mel=0.99))
+    monkeypatch.setattr(edge.bundle, "can_read", lambda: False)  # as with tflite-runtime alone
+    load_bundle(bundle_copy)
+    assert "an edited metadata.json would go unnoticed" in capfd.readouterr().err
 
 
 def test_unknown_schema_and_missing_fields_are_refused(bundle_copy):

@@ -164,8 +164,11 @@ def test_replay_skips_an_unreadable_image_and_goes_on(tmp_path: Path, capfd: pyt
     assert capfd.readouterr().err.count("skipping") == 1  # said once, not every loop
     (tmp_path / "a.jpg").write_bytes(b"")
     (tmp_path / "c.jpg").write_text("not an image")
-    with pytest.raises(SourceError, match="no readable image"), ReplaySource(tmp_path, fps=1000) as source:
-        source.read()
+    with pytest.raises(SourceError, match="no readable image"):
+        ReplaySource(tmp_path, fps=1000)  # at once, not after the drop-out retries
+    assert run_main(["--source", f"replay:{tmp_path}", "--display", "headless", "--save-dir",
+                     str(tmp_path / "shots"), "--frames", "1"]) == 2
+    assert "error: replay: no readable image" in capfd.readouterr().err
 
 
 def test_replay_keeps_decoded_frames_within_its_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -354,3 +354,14 @@ def test_logit_adjusted_loss_leaves_raw_logits_balanced_where_plain_loss_follows
     prior = np.log(np.bincount(y) / len(y))
     assert np.allclose(biases["plain"], prior - prior.mean(), atol=0.1)  # plain CE learns the prior
     assert np.abs(biases["adjusted"]).max() < 0.1  # adjusted: no class favoured for being common
+
+
+def test_a_soup_of_models_of_different_shapes_is_a_one_line_error(tiny_run, tmp_path):
+    import keras
+
+    from training.train import soup
+
+    other = tmp_path / "other.keras"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(other)
+    with pytest.raises(DataError, match="different shapes cannot be averaged"):
+        soup([str(tiny_run / "model.keras"), str(other)])

@@ -73,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
     size = None
     if args.input_size:
         if len(args.input_size) > 2:
-            raise SystemExit("--input-size takes one or two numbers")
+            raise SystemExit("error: --input-size takes one or two numbers")
         size = (args.input_size[0], args.input_size[-1])
     if args.arch != "seed-cnn" and not (args.weights or args.init):
         print("warning: no --weights: the backbone starts from random weights (expect far lower accuracy)")

@@ -94,17 +94,17 @@ def _init_configs(cfg: TrainConfig) -> list[dict]:
 def _check_init(cfg: TrainConfig, earlier: list[dict], size: tuple[int, int]) -> None:
     """Refuse to continue a run (``earlier``: the configs of the ``--init`` runs) that saw its images
     at another size or colour correction (a CNN's weights load at any size)."""
-    ours = (list(size), cfg.color_constancy)
+    ours = (list(size), cfg.color_constancy, cfg.arch)
     for init, config in zip(cfg.init, earlier):
         if not config:
             print(f"note: no config.json beside {init}: its input size and colour constancy are not checked")
             continue
-        theirs = (config.get("input_size", list(size)), color_constancy(config))
+        theirs = (config.get("input_size", list(size)), color_constancy(config), config.get("arch", cfg.arch))
         if ours != theirs:
             def look(v: tuple) -> str:
-                return f"{v[0][0]}x{v[0][1]} px, colour constancy {v[1]}"
+                return f"{v[0][0]}x{v[0][1]} px, colour constancy {v[1]}, --arch {v[2]}"
             raise DataError(f"--init {init} was trained on {look(theirs)}, this run would see {look(ours)}: "
-                            "pass the same --input-size and --color-constancy")
+                            "pass the same --arch, --input-size and --color-constancy")
 
 
 def _history(cfg: TrainConfig, earlier: list[dict]) -> list[str]:
@@ -119,6 +119,9 @@ def soup(paths: list[str]) -> list[np.ndarray]:
     fine-tuned from one pretrained model stay in one basin, so their mean is a model too, often
     better than any of them; integer state (random seeds) comes from the first."""
     weights = [keras.models.load_model(p, compile=False).get_weights() for p in paths]
+    shapes = [[w.shape for w in ws] for ws in weights]
+    if any(s != shapes[0] for s in shapes):
+        raise DataError(f"--init models of different shapes cannot be averaged: {', '.join(paths)}")
     return [np.mean(ws, axis=0).astype(ws[0].dtype) if np.issubdtype(ws[0].dtype, np.floating) else ws[0]
             for ws in zip(*weights)]
 
@@ -142,7 +145,12 @@ def run(cfg: TrainConfig) -> Path:
 
     built = models.build(cfg.arch, size, len(CLASSES), None if cfg.init else cfg.weights, cfg.alpha)
     if cfg.init:  # continue from trained models of the same architecture (their mean if several)
-        built.model.set_weights(soup(cfg.init))
+        try:
+            built.model.set_weights(soup(cfg.init))
+        except DataError:
+            raise
+        except ValueError as exc:
+            raise DataError(f"--init does not fit --arch {cfg.arch} at {size[0]}x{size[1]} px: {exc}") from None
     config = {**asdict(cfg), "commands": _history(cfg, earlier), "input_size": list(size), "crop": built.crop,
               "classes": list(CLASSES),
               "data": str(Path(cfg.data).resolve()),
@@ -206,7 +214,7 @@ def run(cfg: TrainConfig) -> Path:
     except KeyboardInterrupt:
         print(f"\ninterrupted: keeping the best checkpoint so far ({best_path})")
     if not best_path.exists():
-        raise SystemExit("no checkpoint was saved: training stopped before the first epoch ended")
+        raise SystemExit("error: no checkpoint was saved: training stopped before the first epoch ended")
     train_seconds = time.time() - started
     best_model = keras.models.load_model(best_path, compile=False)
     return finish(out, cfg, best_model, (x_va, y_va), (x_te, y_te), train_seconds,

@@ -249,6 +249,9 @@ class ReplaySource(FrameSource):
         else:
             raise SourceError(f"replay: no such file or folder: {path}")
         self._index, self._due = 0, None
+        if self._images:  # fail now if no image can be read, not after the drop-out retries
+            self._next()
+            self._index -= 1
 
     def _decode(self, path: Path) -> np.ndarray:
         """Decode once while the decoded folder fits in ``CACHE_BYTES``; beyond that, every time."""

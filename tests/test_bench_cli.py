@@ -1,0 +1,39 @@
+"""`lesionlite bench` through the real CLI on the shipped model: the figures it prints and writes."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+MODEL = ROOT / "models" / "ham10000-efficientnet-lite0" / "model.tflite"
+
+
+def test_figures_sweep_reference_and_folder_reach_the_json(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = run_cli("bench", "--runs", "5", "--warmup", "1", "--sweep", "1", "2", "--reference", str(MODEL),
+                   "--folder", str(ROOT / "samples" / "lesions"), "--json", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert [s["threads"] for s in r["sweep"]] == [1, 2] and all(s["invoke_p50_ms"] > 0 for s in r["sweep"])
+    invoke, e2e = r["invoke_ms"], r["end_to_end_ms"]
+    assert 0 < invoke["min"] <= invoke["p50"] <= invoke["max"] and e2e["p50"] > invoke["p50"]  # decode costs
+    assert r["overhead_ratio_p50"] == pytest.approx(e2e["p50"] / invoke["p50"], rel=1e-3)
+    assert r["folder"]["images"] == 16 and 0 < r["folder"]["ratio"]
+    assert r["ratio"]["invoke_ms"] == pytest.approx(invoke["p50"] / r["reference"]["invoke_ms"]["p50"], rel=1e-3)
+    assert f"end-to-end / invoke-only (p50): {r['overhead_ratio_p50']:.2f}" in proc.stdout
+    assert "ours / reference (model.tflite)" in proc.stdout
+
+
+def test_no_sweep_skips_it_and_bad_arguments_stop_before_the_work(tmp_path):
+    proc = run_cli("bench", "--runs", "3", "--warmup", "0", "--no-sweep")
+    assert proc.returncode == 0 and "threads sweep" not in proc.stdout
+    (tmp_path / "empty").mkdir()
+    for args, message in ((["--folder", str(tmp_path / "empty")], "no image files in"),
+                          (["--folder", str(tmp_path / "nope")], "no such folder"),
+                          (["--json", str(tmp_path / "nope" / "b.json")], "no such folder"),
+                          (["--sweep", "0"], "must be positive")):
+        proc = run_cli("bench", *args)
+        assert proc.returncode == 2 and message in proc.stderr.strip().splitlines()[-1], args
+        assert not proc.stdout  # nothing was measured
