@@ -184,8 +184,9 @@ def load_bundle(path: str | Path | None = None, labels_file: str | None = None) 
     bundle = from_metadata(meta, model_path, digest)
     _check_embedded(meta, model_path)
     beside = model_path.parent / LABELS_FILE
-    for source in [labels_file] * bool(labels_file) + [str(beside)] * beside.is_file():
-        _check_labels(bundle, _labels(source), source)
+    for source in (labels_file, str(beside) if beside.is_file() else None):
+        if source:
+            _check_labels(bundle, _labels(source), source)
     return bundle
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.args import output_path, positive
 from edge.batch import classify_paths, images_by_stem
 from edge.classifier import Classifier
-from edge.args import output_path, positive
 from edge.io import atomic_write_text
 from edge.labels import DISCLAIMER
 from edge.metrics import evaluate, format_table
