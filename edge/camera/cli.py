@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from edge.args import positive
-from edge.bundle import BundleError
 from edge.camera.controls import ControlError, Controls
 from edge.camera.display import DISPLAYS, DisplayError, make_display
 from edge.camera.loop import Grabber, LiveLoop, prepare
@@ -16,7 +15,6 @@ from edge.camera.shots import ShotStore
 from edge.camera.sources import SourceError, open_source
 from edge.classifier import Classifier
 from edge.labels import DISCLAIMER
-from edge.runtime import RuntimeUnavailable
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,12 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the camera; returns 0, 1 when the camera gave up mid-run, or 2 with a one-line message
-    when something it needs is unavailable."""
-    try:
-        classifier = Classifier(args.model, args.threads, args.runtime, args.labels_file)
-    except (BundleError, RuntimeUnavailable) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    when something it needs is unavailable (a refused model is reported by ``lesionlite`` itself)."""
+    classifier = Classifier(args.model, args.threads, args.runtime, args.labels_file)
     frames_dir = args.frames_dir or args.save_dir / ".frames"
     try:
         with open_source(args.source, args.fps, preview=args.display in ("auto", "overlay")) as source, \

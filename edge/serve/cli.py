@@ -11,10 +11,9 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from edge.bundle import BundleError
+from edge.args import positive
 from edge.classifier import Classifier
 from edge.camera.sources import SourceError, open_source
-from edge.runtime import RuntimeUnavailable
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -37,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-dir", metavar="DIR",
                    help="keep each classified photo here under a server-made name, with a JSON sidecar "
                         "holding its result (default: keep nothing)")
-    p.add_argument("--max-upload-mb", type=float, default=16.0, metavar="N",
+    p.add_argument("--max-upload-mb", type=positive(float), default=16.0, metavar="N",
                    help="refuse larger uploads with 413 (default: 16)")
     p.add_argument("--camera", metavar="SOURCE",
                    help="also show a live camera view at /live: auto, picamera2, opencv:INDEX or replay:PATH")
@@ -71,12 +70,7 @@ def main(args: argparse.Namespace) -> int:
     if not is_loopback(args.host) and not args.expose:
         raise SystemExit(f"error: --host {args.host} is not a loopback address; add --expose to let "
                          "anyone on the network reach the page")
-    if args.max_upload_mb <= 0:
-        raise SystemExit("error: --max-upload-mb must be positive")
-    try:
-        clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)
-    except (BundleError, RuntimeUnavailable) as exc:
-        raise SystemExit(f"error: {exc}") from None
+    clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)  # errors: see edge.cli.main
     live = _start_live(args.camera, clf) if args.camera else None
     try:
         return _serve(args, clf, live)
