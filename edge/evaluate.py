@@ -6,12 +6,15 @@ import csv
 import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 from edge.args import output_path, positive
 from edge.batch import classify_paths, images_by_stem
 from edge.classifier import Classifier
+from edge.degrade import DEGRADATIONS, relight
 from edge.io import atomic_write_text
 from edge.labels import DISCLAIMER
 from edge.metrics import evaluate, format_table
@@ -74,6 +77,9 @@ def add_arguments(p) -> None:
     p.add_argument("--light", type=_gains, metavar="R,G,B",
                    help="simulate another light: multiply each colour channel first (e.g. 1.15,1,0.8 "
                    "warm, 0.85,1,1.2 cool) to see how far the answers move")
+    p.add_argument("--degrade", choices=tuple(DEGRADATIONS),
+                   help="simulate another camera or hand (after --light): dark/bright exposure (0.7x, 1.3x), "
+                   "blur, jpeg (quality 30), zoom-in/zoom-out (1.3x), rotate (30 degrees, black corners)")
     p.add_argument("--json", type=output_path, help="write the metrics to this JSON file")
 
 
@@ -85,6 +91,14 @@ def _gains(text: str) -> tuple[float, float, float]:
     if len(gains) != 3 or not all(0 < g <= 4 for g in gains):
         raise argparse.ArgumentTypeError(f"expected three gains between 0 and 4 like 1.15,1,0.8, got {text!r}")
     return gains
+
+
+def _alteration(args) -> Callable[[Image.Image], Image.Image] | None:
+    """--light, then --degrade, as one change of each decoded image (None: neither)."""
+    if not (args.light or args.degrade):
+        return None
+    degrade = DEGRADATIONS.get(args.degrade, lambda im: im)
+    return lambda im: degrade(relight(im, args.light) if args.light else im)
 
 
 def main(args) -> int:
@@ -99,7 +113,7 @@ def main(args) -> int:
     if unknown:
         raise SystemExit(f"error: labels {unknown} are not classes of this model ({codes})")
     probs, y, lesions, failed = [], [], [], []
-    rows = classify_paths(clf, [p for p, _, _ in pairs], args.workers, args.tta, args.light)  # in order
+    rows = classify_paths(clf, [p for p, _, _ in pairs], args.workers, args.tta, _alteration(args))  # in order
     for row, (_, label, lesion) in zip(rows, pairs):
         if row.error:
             failed.append(f"{row.path}: {row.error}")
@@ -114,9 +128,11 @@ def main(args) -> int:
     metrics = evaluate(np.array(y), np.stack(probs), codes, np.array(lesions))
     metrics.update({"model": clf.bundle.name, "model_sha256": clf.bundle.sha256, "failed": len(failed),
                     "labels_csv": str(args.labels), "split": args.split if args.split_file else None,
-                    "light": args.light})
+                    "light": args.light, "degrade": args.degrade})
     if args.light:
         print("simulated light: channel gains R,G,B = " + ",".join(f"{g:g}" for g in args.light))
+    if args.degrade:
+        print(f"simulated degradation: {args.degrade}")
     print(format_table(metrics))
     print(DISCLAIMER)
     if args.json:

@@ -138,13 +138,6 @@ def frame_to_image(frame: np.ndarray, color_order: str = "RGB") -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(rgb), "RGB")
 
 
-def relight(im: Image.Image, gains: tuple[float, float, float]) -> Image.Image:
-    """``im`` as if taken under another light: each channel multiplied by its gain (clipped), e.g.
-    (1.15, 1.0, 0.8) for a warm lamp. For robustness checks (``lesionlite evaluate --light``)."""
-    bands = [band.point(lambda v, g=g: min(255, round(v * g))) for band, g in zip(to_rgb(im).split(), gains)]
-    return Image.merge("RGB", bands)
-
-
 def center_square(im: Image.Image) -> Image.Image:
     """The largest centred square of ``im``."""
     w, h = im.size

@@ -97,3 +97,20 @@ def test_metadata_rows_without_images_are_counted_and_a_split_file_is_checked(tm
 def test_a_json_path_in_a_missing_folder_is_refused_before_the_work(tmp_path):
     proc = run_cli("evaluate", str(SAMPLES / "labels.csv"), "--json", str(tmp_path / "nope" / "m.json"))
     assert proc.returncode == 2 and "no such folder" in proc.stderr and "images" not in proc.stdout
+
+
+def test_a_simulated_camera_reaches_the_model_and_combines_with_a_light(tmp_path):
+    labels = ROOT / "samples" / "fullres" / "labels.csv"
+    runs = {}
+    for name, extra in (("plain", []), ("blur", ["--degrade", "blur"]),
+                        ("warm-blur", ["--light", "1.3,1,0.7", "--degrade", "blur"])):
+        out = tmp_path / f"{name}.json"
+        proc = run_cli("evaluate", str(labels), *extra, "--json", str(out))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert not extra or "simulated degradation: blur" in proc.stdout
+        runs[name] = json.loads(out.read_text())
+    assert runs["blur"]["degrade"] == "blur" and runs["plain"]["degrade"] is None
+    assert runs["warm-blur"]["light"] == [1.3, 1.0, 0.7]
+    assert len({r["ece"] for r in runs.values()}) == 3  # each change reaches the model
+    proc = run_cli("evaluate", str(labels), "--degrade", "fog")
+    assert proc.returncode == 2 and "invalid choice: 'fog'" in proc.stderr

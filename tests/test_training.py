@@ -216,9 +216,11 @@ def test_quantization_aware_phase_continues_a_soup_of_runs_and_converts(tiny_run
                    "--input-size", "48", "--init", str(tiny_run / "model.keras"), str(twin_run / "model.keras"),
                    "--split",
                    str(tiny_run / "split.csv"), "--epochs", "0", "--fine-tune-epochs", "0", "--qat-epochs", "1",
-                   "--imbalance", "logit-adjust", "--mixup", "0.2", "--batch", "16", "--out", str(run), timeout=600)
+                   "--imbalance", "logit-adjust", "--mixup", "0.2", "--augment", "robust", "--batch", "16", "--out", str(run),
+                   timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "simulating int8 rounding at" in proc.stdout and "phase head" not in proc.stdout
+    assert json.loads((run / "config.json").read_text())["augmentation"] == "robust"
     assert (run / "split.csv").read_bytes() == (tiny_run / "split.csv").read_bytes()
     proc = run_cli("convert", str(run), "--quantize", "int8", "--out", str(tmp_path / "bundle"),
                    "--representative", "20", "--min-agreement", "0", "--max-ba-loss", "1", timeout=600)
@@ -365,3 +367,26 @@ def test_a_soup_of_models_of_different_shapes_is_a_one_line_error(tiny_run, tmp_
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(other)
     with pytest.raises(DataError, match="different shapes cannot be averaged"):
         soup([str(tiny_run / "model.keras"), str(other)])
+
+
+def test_robust_augmentation_adds_exposure_vignettes_and_defocus_that_mild_never_makes(lesion_images):
+    import tensorflow as tf
+
+    from edge.preprocess import pixels
+    from training.pipeline import augment, gaussian_blur
+
+    tf.random.set_seed(0)
+    x = tf.constant(pixels(lesion_images[0], (64, 64)).astype(np.float32))
+    draws = {policy: np.stack([augment(x, policy).numpy() for _ in range(120)]) for policy in ("mild", "robust")}
+    for out in draws.values():
+        assert out.shape == (120, 64, 64, 3) and out.min() >= 0 and out.max() <= 255.001
+    corners = {p: (d[:, :3, :3].max(axis=(1, 2, 3)) < 30).sum() for p, d in draws.items()}  # after jitter
+    assert corners["mild"] == 0 and corners["robust"] >= 10  # black borders (vignettes) from robust only
+    brightness = {p: d.mean(axis=(1, 2, 3)) / float(tf.reduce_mean(x)) for p, d in draws.items()}
+    assert brightness["robust"].min() < 0.65 and brightness["mild"].min() > 0.75  # exposure 0.6-1.4x
+
+    flat = tf.fill([16, 16, 3], 100.0)
+    assert np.allclose(gaussian_blur(flat, tf.constant(1.5)).numpy(), 100.0, atol=1e-3)
+    board = tf.constant((np.indices((16, 16)).sum(0) % 2 * 255.0)[..., None].repeat(3, -1), tf.float32)
+    blurred = gaussian_blur(board, tf.constant(1.5)).numpy()
+    assert blurred.std() < 0.1 * board.numpy().std() and abs(blurred.mean() - 127.5) < 2

@@ -6,7 +6,7 @@ import shlex
 import sys
 
 from edge.preprocess import COLOR_CONSTANCY
-from training.archs import ARCHS
+from training.archs import ARCHS, AUGMENTATIONS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="score and keep the moving average of the weights (e.g. 0.995; 0 = off)")
     p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
                    help="blend training examples in pairs, Beta(ALPHA, ALPHA) (e.g. 0.2; 0 = off)")
+    p.add_argument("--augment", choices=AUGMENTATIONS, default="mild", dest="augmentation",
+                   help="mild: flips, quarter turns, slight zoom and colour jitter; robust adds any angle, "
+                   "zoom out, exposure, defocus and JPEG compression (another camera or dermatoscope)")
     p.add_argument("--color-constancy", choices=tuple(COLOR_CONSTANCY), default="none",
                    help="colour correction of every input, here and on the device (shades_of_gray: "
                    "divide out the light's colour)")
@@ -85,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
         class_weight_power=args.class_weight_power, label_smoothing=args.label_smoothing,
         patience=args.patience, seed=args.seed, refer_sensitivity=args.refer_sensitivity,
         confidence_floor=args.confidence_floor, init=args.init, qat_epochs=args.qat_epochs,
-        qat_lr=args.qat_lr, ema=args.ema, mixup=args.mixup,
+        qat_lr=args.qat_lr, ema=args.ema, mixup=args.mixup, augmentation=args.augmentation,
         color_constancy=args.color_constancy, train_batchnorm=args.train_batchnorm,
         command="lesionlite " + shlex.join(sys.argv[1:]))
     try:

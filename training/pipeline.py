@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -27,29 +28,82 @@ def load_arrays(records: list[Record], size: tuple[int, int], crop: str, color_c
     return x, y
 
 
-def augment(image: tf.Tensor, max_zoom: float = 0.15) -> tf.Tensor:
-    """Dermoscopy-safe augmentation on a float [0, 255] image: any flip/rotation, small
-    zoom and shift, brightness/contrast/saturation/hue jitter."""
-    h, w = image.shape[0], image.shape[1]
+def augment(image: tf.Tensor, policy: str = "mild") -> tf.Tensor:
+    """Dermoscopy-safe augmentation of a float [0, 255] image by ``policy`` (see
+    :data:`training.archs.AUGMENTATIONS`)."""
     image = tf.image.random_flip_left_right(image)
     image = tf.image.random_flip_up_down(image)
-    image = tf.image.rot90(image, tf.random.uniform([], 0, 4, dtype=tf.int32))
-    scale = tf.random.uniform([], 1.0 - max_zoom, 1.0)
-    offset = tf.random.uniform([2], 0.0, 1.0 - scale)
-    box = tf.stack([offset[0], offset[1], offset[0] + scale, offset[1] + scale])[None]
-    image = tf.image.crop_and_resize(image[None], box, [0], [h, w])[0]
+    image = _robust_geometry(image) if policy == "robust" else _mild_geometry(image)
     x = image / 255.0
+    if policy == "robust":
+        x = x * tf.exp(tf.random.uniform([], math.log(0.6), math.log(1.4)))  # exposure
     x = tf.image.random_brightness(x, 0.08)
     x = tf.image.random_contrast(x, 0.85, 1.15)
     x = tf.image.random_saturation(x, 0.85, 1.15)
     x = tf.image.random_hue(x, 0.03)
-    return tf.clip_by_value(x, 0.0, 1.0) * 255.0
+    x = tf.clip_by_value(x, 0.0, 1.0)
+    if policy == "robust":
+        x = _sometimes(0.3, lambda: gaussian_blur(x, tf.random.uniform([], 0.4, 1.6)), x)
+        x = _sometimes(0.3, lambda: tf.image.random_jpeg_quality(x, 25, 90), x)
+    return x * 255.0
+
+
+def _sometimes(p: float, fn: Callable[[], tf.Tensor], otherwise: tf.Tensor) -> tf.Tensor:
+    return tf.cond(tf.random.uniform([]) < p, fn, lambda: otherwise)
+
+
+def _mild_geometry(image: tf.Tensor, max_zoom: float = 0.15) -> tf.Tensor:
+    """A quarter turn and a random square crop of 85-100% of the side, resized back."""
+    h, w = image.shape[0], image.shape[1]
+    image = tf.image.rot90(image, tf.random.uniform([], 0, 4, dtype=tf.int32))
+    scale = tf.random.uniform([], 1.0 - max_zoom, 1.0)
+    offset = tf.random.uniform([2], 0.0, 1.0 - scale)
+    box = tf.stack([offset[0], offset[1], offset[0] + scale, offset[1] + scale])[None]
+    return tf.image.crop_and_resize(image[None], box, [0], [h, w])[0]
+
+
+def _robust_geometry(image: tf.Tensor, zoom: tuple[float, float] = (0.75, 1.3),
+                     shift: float = 0.1) -> tf.Tensor:
+    """Rotation by any angle, zoom (log-uniform in ``zoom``; below 1 the lesion shrinks) and a shift
+    of up to ``shift`` of the side, as one bilinear affine map; borders are reflected, or black
+    (a dermatoscope's vignette) one time in four."""
+    h, w = image.shape[0], image.shape[1]
+    angle = tf.random.uniform([], 0.0, 2.0 * math.pi)
+    scale = tf.exp(tf.random.uniform([], math.log(zoom[0]), math.log(zoom[1])))
+    dx, dy = tf.unstack(tf.random.uniform([2], -shift, shift) * [w, h])
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    # output pixel (x, y) samples the input at R(angle) (x - c) / scale + c + (dx, dy)
+    transform = tf.stack([cos, -sin, cx - cos * cx + sin * cy + dx,
+                          sin, cos, cy - sin * cx - cos * cy + dy, 0.0, 0.0])[None]
+
+    def warp(fill_mode: str) -> tf.Tensor:
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=image[None], transforms=transform, output_shape=[h, w], fill_value=0.0,
+            interpolation="BILINEAR", fill_mode=fill_mode)[0]
+
+    return tf.cond(tf.random.uniform([]) < 0.25, lambda: warp("CONSTANT"), lambda: warp("REFLECT"))
+
+
+def gaussian_blur(x: tf.Tensor, sigma: tf.Tensor, radius: int = 4) -> tf.Tensor:
+    """Separable Gaussian blur of an ``(H, W, C)`` image (reflected borders), as an out-of-focus lens."""
+    r = tf.range(-radius, radius + 1, dtype=tf.float32)
+    k = tf.exp(-0.5 * (r / sigma) ** 2)
+    k = k / tf.reduce_sum(k)
+    c = x.shape[-1]
+    padded = tf.pad(x[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], "REFLECT")
+    out = tf.nn.depthwise_conv2d(padded, tf.tile(tf.reshape(k, [1, -1, 1, 1]), [1, 1, c, 1]),
+                                 [1, 1, 1, 1], "VALID")
+    out = tf.nn.depthwise_conv2d(out, tf.tile(tf.reshape(k, [-1, 1, 1, 1]), [1, 1, c, 1]),
+                                 [1, 1, 1, 1], "VALID")
+    return out[0]
 
 
 def dataset(x: np.ndarray, y: np.ndarray, batch: int, num_classes: int, training: bool,
             label_smoothing: float = 0.0, sample_weights: np.ndarray | None = None,
-            seed: int = 0, mixup: float = 0.0) -> tf.data.Dataset:
-    """Batches of (float pixels, one-hot labels[, weights]); shuffled and augmented if training,
+            seed: int = 0, mixup: float = 0.0, augmentation: str = "mild") -> tf.data.Dataset:
+    """Batches of (float pixels, one-hot labels[, weights]); shuffled and augmented (by the
+    ``augmentation`` policy) if training,
     and with ``mixup`` > 0 each example blended with another of its batch (:func:`mix_batch`)."""
     onehot = tf.one_hot(y, num_classes)
     if label_smoothing:
@@ -61,7 +115,7 @@ def dataset(x: np.ndarray, y: np.ndarray, batch: int, num_classes: int, training
 
     def prep(img, *rest):
         img = tf.cast(img, tf.float32)
-        return (augment(img) if training else img, *rest)
+        return (augment(img, augmentation) if training else img, *rest)
 
     ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).batch(batch)
     if training and mixup > 0:

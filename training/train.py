@@ -54,6 +54,7 @@ class TrainConfig:
     qat_lr: float = 1e-5
     ema: float = 0.0
     mixup: float = 0.0
+    augmentation: str = "mild"
     color_constancy: str = "none"
     train_batchnorm: bool = False
     workers: int = 4
@@ -164,7 +165,7 @@ def run(cfg: TrainConfig) -> Path:
     weights = (pipeline.balanced_sample_weights(y_tr, len(CLASSES), cfg.class_weight_power)
                if cfg.imbalance == "class-weight" else None)
     train_ds = pipeline.dataset(x_tr, y_tr, cfg.batch, len(CLASSES), True, cfg.label_smoothing,
-                                weights, cfg.seed, cfg.mixup)
+                                weights, cfg.seed, cfg.mixup, cfg.augmentation)
     loss = (losses.LogitAdjustedCrossEntropy.for_labels(y_tr, len(CLASSES))
             if cfg.imbalance == "logit-adjust" else keras.losses.CategoricalCrossentropy(from_logits=True))
 
