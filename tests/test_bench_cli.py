@@ -18,7 +18,8 @@ def test_figures_sweep_reference_and_folder_reach_the_json(tmp_path):
     r = json.loads(out.read_text())
     assert [s["threads"] for s in r["sweep"]] == [1, 2] and all(s["invoke_p50_ms"] > 0 for s in r["sweep"])
     invoke, e2e = r["invoke_ms"], r["end_to_end_ms"]
-    assert 0 < invoke["min"] <= invoke["p50"] <= invoke["max"] and e2e["p50"] > invoke["p50"]  # decode costs
+    for t in (invoke, e2e):  # no speed claim here: under load either may be the faster
+        assert 0 < t["min"] <= t["p50"] <= t["max"]
     assert r["overhead_ratio_p50"] == pytest.approx(e2e["p50"] / invoke["p50"], rel=1e-3)
     assert r["folder"]["images"] == 16 and 0 < r["folder"]["ratio"]
     assert r["ratio"]["invoke_ms"] == pytest.approx(invoke["p50"] / r["reference"]["invoke_ms"]["p50"], rel=1e-3)
