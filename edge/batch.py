@@ -10,14 +10,16 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
-from PIL import Image
 
 from edge.args import positive
 from edge.classifier import Classifier
-from edge.preprocess import IMAGE_SUFFIXES, ImageError, load_image
+from edge.preprocess import IMAGE_SUFFIXES, ImageError
+
+if TYPE_CHECKING:
+    from edge.degrade import Alteration
 
 DATASET_SUFFIXES = (".jpg", ".jpeg", ".png")
 """Image files of a labelled data set (HAM10000-style), matched to metadata rows by file stem."""
@@ -55,13 +57,13 @@ class Row:
 
 
 def classify_paths(clf: Classifier, paths: list[str], workers: int = 2, tta: bool = False,
-                   alter: Callable[[Image.Image], Image.Image] | None = None) -> Iterator[Row]:
+                   alter: Alteration | None = None) -> Iterator[Row]:
     """Yield a :class:`Row` per path, in order. ``workers`` threads decode up to ``2 * workers + 1``
     files ahead of the interpreter; a file that cannot be read yields a row with ``error`` set. ``alter``
     changes each decoded image first (a simulated light or camera, :mod:`edge.degrade`)."""
     def load(path: str) -> np.ndarray:
         if alter:  # decoded as pixels() decodes (JPEG draft mode), so only the alteration differs
-            return clf.preprocess(alter(load_image(path, max(clf.spec.height, clf.spec.width))))
+            return clf.preprocess(alter.load(path, max(clf.spec.height, clf.spec.width)))
         return clf.preprocess(path)
 
     with ThreadPoolExecutor(max(1, workers)) as pool:

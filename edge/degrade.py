@@ -1,18 +1,43 @@
 """Simulated changes of light, camera and hand, to measure how far the model's answers move
-(``lesionlite evaluate --light`` and ``--degrade``). Each maps a decoded image to another before
-the model's own preprocessing; none is used when classifying for real."""
+(``lesionlite evaluate --light`` and ``--degrade``). Each changes a decoded image before the
+model's own preprocessing; none is used when classifying for real."""
 from __future__ import annotations
 
 import io
+import math
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from edge.preprocess import center_square, to_rgb
+from edge.preprocess import Source, center_square, load_image, to_rgb
 
+EXPOSURE = (0.7, 1.3)
+"""Gains of ``dark`` and ``bright``."""
+BLUR = 1 / 150
+"""Gaussian sigma of ``blur`` as a share of the short side (1.5 px at 224 px)."""
+JPEG_QUALITY = 30
 ZOOM = 1.3
 """How far ``zoom-in`` and ``zoom-out`` move the camera."""
+TURN = 30
+"""Degrees ``rotate`` turns the image by."""
+
+
+@dataclass(frozen=True)
+class Alteration:
+    """A change of each decoded image. ``detail``: how many times the model's input side the image
+    is decoded at first (JPEGs are decoded reduced when they are large; zooming in needs more)."""
+
+    change: Callable[[Image.Image], Image.Image]
+    detail: float = 1.0
+
+    def load(self, source: Source, side: int) -> Image.Image:
+        return self.change(load_image(source, math.ceil(side * self.detail)))
+
+    def after(self, first: Callable[[Image.Image], Image.Image]) -> Alteration:
+        """This change applied after ``first``."""
+        return Alteration(lambda im: self.change(first(im)), self.detail)
 
 
 def relight(im: Image.Image, gains: tuple[float, float, float]) -> Image.Image:
@@ -23,19 +48,19 @@ def relight(im: Image.Image, gains: tuple[float, float, float]) -> Image.Image:
 
 
 def _blur(im: Image.Image) -> Image.Image:
-    """Out of focus: a Gaussian blur of 1/150 of the short side (1.5 px at 224 px)."""
-    return im.filter(ImageFilter.GaussianBlur(min(im.size) / 150))
+    """Out of focus: a Gaussian blur of sigma :data:`BLUR` of the short side."""
+    return im.filter(ImageFilter.GaussianBlur(min(im.size) * BLUR))
 
 
 def _jpeg(im: Image.Image) -> Image.Image:
-    """Saved at JPEG quality 30, as by a messaging app."""
+    """Saved at :data:`JPEG_QUALITY`, as by a messaging app (at the size decoded)."""
     buf = io.BytesIO()
-    to_rgb(im).save(buf, "JPEG", quality=30)
-    return Image.open(io.BytesIO(buf.getvalue()))
+    to_rgb(im).save(buf, "JPEG", quality=JPEG_QUALITY)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")  # decoded here, in full
 
 
 def _zoom_in(im: Image.Image) -> Image.Image:
-    """The camera 1.3x closer: the centre 1/1.3 of the square."""
+    """The camera :data:`ZOOM` times closer: the centre 1/ZOOM of the square."""
     sq = center_square(im)
     side = round(sq.width / ZOOM)
     offset = (sq.width - side) // 2
@@ -43,25 +68,28 @@ def _zoom_in(im: Image.Image) -> Image.Image:
 
 
 def _zoom_out(im: Image.Image) -> Image.Image:
-    """The camera 1.3x farther: the square shrunk into a frame of mirrored skin."""
+    """The camera :data:`ZOOM` times farther: the square shrunk into a frame of mirrored skin."""
     rgb = np.asarray(to_rgb(center_square(im)))
     pad = round(rgb.shape[0] * (ZOOM - 1) / 2)
     return Image.fromarray(np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="reflect"))
 
 
 def _rotate(im: Image.Image) -> Image.Image:
-    """Turned by 30 degrees with black corners, as a dermatoscope's round field of view leaves."""
-    return to_rgb(im).rotate(30, resample=Image.BILINEAR)
+    """The square turned by :data:`TURN` degrees, leaving black corners (the black borders some
+    dermatoscopes' images have)."""
+    return to_rgb(center_square(im)).rotate(TURN, resample=Image.BILINEAR)
 
 
-DEGRADATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
-    "dark": lambda im: relight(im, (0.7, 0.7, 0.7)),
-    "bright": lambda im: relight(im, (1.3, 1.3, 1.3)),
-    "blur": _blur,
-    "jpeg": _jpeg,
-    "zoom-in": _zoom_in,
-    "zoom-out": _zoom_out,
-    "rotate": _rotate,
+DEGRADATIONS: dict[str, Alteration] = {
+    "dark": Alteration(lambda im: relight(im, (EXPOSURE[0],) * 3)),
+    "bright": Alteration(lambda im: relight(im, (EXPOSURE[1],) * 3)),
+    "blur": Alteration(_blur),
+    "jpeg": Alteration(_jpeg),
+    "zoom-in": Alteration(_zoom_in, detail=ZOOM),
+    "zoom-out": Alteration(_zoom_out),
+    "rotate": Alteration(_rotate),
 }
-"""Named degradations (``evaluate --degrade``): under- and over-exposure by 0.7x and 1.3x, defocus,
-JPEG quality 30, the camera 1.3x closer or farther, a 30-degree turn with black corners."""
+"""The simulations ``evaluate --degrade`` names."""
+DEGRADE_HELP = (f"dark/bright (exposure {EXPOSURE[0]:g}x / {EXPOSURE[1]:g}x), blur (sigma 1/{1 / BLUR:.0f} of the "
+                f"side), jpeg (quality {JPEG_QUALITY}), zoom-in/zoom-out ({ZOOM:g}x), rotate ({TURN} degrees, "
+                "black corners)")

@@ -6,15 +6,13 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-from PIL import Image
 
 from edge.args import output_path, positive
 from edge.batch import classify_paths, images_by_stem
 from edge.classifier import Classifier
-from edge.degrade import DEGRADATIONS, relight
+from edge.degrade import DEGRADATIONS, DEGRADE_HELP, Alteration, relight
 from edge.io import atomic_write_text
 from edge.labels import DISCLAIMER
 from edge.metrics import evaluate, format_table
@@ -78,8 +76,7 @@ def add_arguments(p) -> None:
                    help="simulate another light: multiply each colour channel first (e.g. 1.15,1,0.8 "
                    "warm, 0.85,1,1.2 cool) to see how far the answers move")
     p.add_argument("--degrade", choices=tuple(DEGRADATIONS),
-                   help="simulate another camera or hand (after --light): dark/bright exposure (0.7x, 1.3x), "
-                   "blur, jpeg (quality 30), zoom-in/zoom-out (1.3x), rotate (30 degrees, black corners)")
+                   help=f"simulate another camera or hand (after --light): {DEGRADE_HELP}")
     p.add_argument("--json", type=output_path, help="write the metrics to this JSON file")
 
 
@@ -93,12 +90,12 @@ def _gains(text: str) -> tuple[float, float, float]:
     return gains
 
 
-def _alteration(args) -> Callable[[Image.Image], Image.Image] | None:
+def _alteration(args: argparse.Namespace) -> Alteration | None:
     """--light, then --degrade, as one change of each decoded image (None: neither)."""
-    if not (args.light or args.degrade):
-        return None
-    degrade = DEGRADATIONS.get(args.degrade, lambda im: im)
-    return lambda im: degrade(relight(im, args.light) if args.light else im)
+    light = (lambda im: relight(im, args.light)) if args.light else (lambda im: im)
+    if args.degrade:
+        return DEGRADATIONS[args.degrade].after(light)
+    return Alteration(light) if args.light else None
 
 
 def main(args) -> int:

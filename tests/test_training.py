@@ -369,24 +369,81 @@ def test_a_soup_of_models_of_different_shapes_is_a_one_line_error(tiny_run, tmp_
         soup([str(tiny_run / "model.keras"), str(other)])
 
 
-def test_robust_augmentation_adds_exposure_vignettes_and_defocus_that_mild_never_makes(lesion_images):
+def test_affine_map_turns_zooms_and_shifts_about_the_centre():
+    import tensorflow as tf
+
+    from training.pipeline import affine
+
+    square = np.zeros((32, 32), np.float32)
+    square[12:20, 12:20] = 1.0  # an 8 x 8 lesion in the middle
+
+    def warp(angle=0.0, scale=1.0, shift=(0.0, 0.0), black=True):
+        return affine(tf.constant(square[..., None]), tf.constant(angle), tf.constant(scale),
+                      tf.constant(shift), black).numpy()[..., 0]
+
+    assert np.allclose(warp(), square, atol=1e-5)
+    areas = {z: warp(scale=z).sum() for z in (0.75, 1.3)}
+    assert abs(areas[0.75] - 64 * 0.75 ** 2) < 4 and abs(areas[1.3] - 64 * 1.3 ** 2) < 8  # below 1: smaller
+    moved = warp(shift=(0.25, 0.0))
+    assert np.allclose(moved[:, 8:], square[:, :-8], atol=1e-5)  # a quarter of the width to the right
+    assert np.allclose(warp(angle=np.pi / 2), np.rot90(square, -1), atol=1e-4)  # a quarter turn
+    ring = np.pad(np.ones((16, 16, 1), np.float32), ((8, 8), (8, 8), (0, 0)), constant_values=0.5)
+    corners = [float(affine(tf.constant(ring), tf.constant(0.0), tf.constant(0.5), tf.constant((0.0, 0.0)),
+                            black)[0, 0, 0]) for black in (True, False)]
+    assert corners[0] == 0.0 and corners[1] >= 0.5  # a zoomed-out frame's border: black, or mirrored image
+
+
+def test_gaussian_blur_is_a_gaussian_of_the_given_width():
+    import tensorflow as tf
+
+    from training.pipeline import gaussian_blur
+
+    impulse = np.zeros((224, 224, 1), np.float32)
+    impulse[112, 112] = 1.0
+    out = gaussian_blur(tf.constant(impulse), tf.constant(1.5)).numpy()[..., 0]
+    r = np.arange(-4, 5)
+    k = np.exp(-0.5 * (r / 1.5) ** 2)
+    k /= k.sum()
+    assert np.allclose(out[108:117, 108:117], np.outer(k, k), atol=1e-6) and abs(out.sum() - 1) < 1e-5
+
+
+def test_robust_augmentation_adds_exposure_and_black_borders_that_mild_never_makes(lesion_images):
     import tensorflow as tf
 
     from edge.preprocess import pixels
-    from training.pipeline import augment, gaussian_blur
+    from training.pipeline import augment
 
     tf.random.set_seed(0)
-    x = tf.constant(pixels(lesion_images[0], (64, 64)).astype(np.float32))
-    draws = {policy: np.stack([augment(x, policy).numpy() for _ in range(120)]) for policy in ("mild", "robust")}
-    for out in draws.values():
-        assert out.shape == (120, 64, 64, 3) and out.min() >= 0 and out.max() <= 255.001
-    corners = {p: (d[:, :3, :3].max(axis=(1, 2, 3)) < 30).sum() for p, d in draws.items()}  # after jitter
-    assert corners["mild"] == 0 and corners["robust"] >= 10  # black borders (vignettes) from robust only
-    brightness = {p: d.mean(axis=(1, 2, 3)) / float(tf.reduce_mean(x)) for p, d in draws.items()}
-    assert brightness["robust"].min() < 0.65 and brightness["mild"].min() > 0.75  # exposure 0.6-1.4x
+    photo = tf.constant(pixels(lesion_images[0], (64, 64)).astype(np.float32))
+    grey = tf.fill([64, 64, 3], 128.0)  # geometry cannot change its brightness, only a black border
 
-    flat = tf.fill([16, 16, 3], 100.0)
-    assert np.allclose(gaussian_blur(flat, tf.constant(1.5)).numpy(), 100.0, atol=1e-3)
-    board = tf.constant((np.indices((16, 16)).sum(0) % 2 * 255.0)[..., None].repeat(3, -1), tf.float32)
-    blurred = gaussian_blur(board, tf.constant(1.5)).numpy()
-    assert blurred.std() < 0.1 * board.numpy().std() and abs(blurred.mean() - 127.5) < 2
+    def draws(image, policy, n=120):
+        return np.stack([augment(image, policy).numpy() for _ in range(n)])
+
+    for policy in ("mild", "robust"):
+        d = draws(photo, policy)
+        assert d.shape == (120, 64, 64, 3) and d.min() >= 0 and d.max() <= 255.001
+        dark_corners = (d[:, :3, :3].max(axis=(1, 2, 3)) < 30).sum()  # black after colour jitter
+        assert (dark_corners == 0) if policy == "mild" else (dark_corners >= 10)
+        level = np.median(draws(grey, policy), axis=(1, 2, 3)) / 128
+        if policy == "mild":  # brightness jitter only: +-0.08 of full range
+            assert level.min() > 0.8 and level.max() < 1.2
+        else:  # exposure 0.6-1.4x on top
+            assert level.min() < 0.7 and level.max() > 1.3
+    with pytest.raises(ValueError, match="unknown augmentation 'strong'"):
+        augment(photo, "strong")
+
+
+def test_camera_effects_defocus_or_compress_about_half_the_images():
+    import tensorflow as tf
+
+    from training.pipeline import camera_effects
+
+    tf.random.set_seed(0)
+    board = np.indices((224, 224)).sum(0) % 8 < 4  # 4-px checks: sharp edges a lens or JPEG softens
+    x = tf.constant(np.repeat(board[..., None], 3, -1).astype(np.float32))
+    out = np.stack([camera_effects(x).numpy() for _ in range(200)])
+    change = np.abs(out - x.numpy()).mean(axis=(1, 2, 3))
+    detail = np.abs(np.diff(out, axis=2)).mean(axis=(1, 2, 3)) / np.abs(np.diff(x.numpy(), axis=1)).mean()
+    assert 0.35 < (change == 0).mean() < 0.65  # 0.7 x 0.7 of the images untouched
+    assert change[change > 0].min() > 1e-3 and detail[change > 0].mean() < 0.9  # the rest changed, softer

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from edge.labels import CLASSES
 from edge.preprocess import pixels
+from training.archs import AUGMENTATIONS
 from training.data import Record
 
 
@@ -31,21 +32,36 @@ def load_arrays(records: list[Record], size: tuple[int, int], crop: str, color_c
 def augment(image: tf.Tensor, policy: str = "mild") -> tf.Tensor:
     """Dermoscopy-safe augmentation of a float [0, 255] image by ``policy`` (see
     :data:`training.archs.AUGMENTATIONS`)."""
-    image = tf.image.random_flip_left_right(image)
-    image = tf.image.random_flip_up_down(image)
-    image = _robust_geometry(image) if policy == "robust" else _mild_geometry(image)
-    x = image / 255.0
-    if policy == "robust":
+    if policy not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {policy!r}; expected one of {AUGMENTATIONS}")
+    robust = policy == "robust"
+    x = tf.image.random_flip_up_down(tf.image.random_flip_left_right(image))
+    if robust:
+        x = affine(x, tf.random.uniform([], 0.0, 2.0 * math.pi),
+                   tf.exp(tf.random.uniform([], math.log(0.75), math.log(1.3))),
+                   tf.random.uniform([2], -0.1, 0.1), black=tf.random.uniform([]) < 0.25)
+    else:
+        x = _mild_geometry(x)
+    x = x / 255.0
+    if robust:
         x = x * tf.exp(tf.random.uniform([], math.log(0.6), math.log(1.4)))  # exposure
     x = tf.image.random_brightness(x, 0.08)
     x = tf.image.random_contrast(x, 0.85, 1.15)
     x = tf.image.random_saturation(x, 0.85, 1.15)
     x = tf.image.random_hue(x, 0.03)
     x = tf.clip_by_value(x, 0.0, 1.0)
-    if policy == "robust":
-        x = _sometimes(0.3, lambda: gaussian_blur(x, tf.random.uniform([], 0.4, 1.6)), x)
-        x = _sometimes(0.3, lambda: tf.image.random_jpeg_quality(x, 25, 90), x)
+    if robust:
+        x = camera_effects(x)
     return x * 255.0
+
+
+def camera_effects(x: tf.Tensor) -> tf.Tensor:
+    """A [0, 1] image defocused (Gaussian, sigma 1/560 to 1/140 of the short side) three times in
+    ten, and JPEG-compressed (quality 25-90) three times in ten."""
+    side = min(x.shape[0], x.shape[1])
+    x = _sometimes(0.3, lambda: gaussian_blur(x, tf.random.uniform([], 0.27, 1.07) * side / 150), x)
+    x = _sometimes(0.3, lambda: tf.image.random_jpeg_quality(x, 25, 90), x)
+    return tf.ensure_shape(x, x.shape)  # a decoded JPEG has no static shape
 
 
 def _sometimes(p: float, fn: Callable[[], tf.Tensor], otherwise: tf.Tensor) -> tf.Tensor:
@@ -62,31 +78,31 @@ def _mild_geometry(image: tf.Tensor, max_zoom: float = 0.15) -> tf.Tensor:
     return tf.image.crop_and_resize(image[None], box, [0], [h, w])[0]
 
 
-def _robust_geometry(image: tf.Tensor, zoom: tuple[float, float] = (0.75, 1.3),
-                     shift: float = 0.1) -> tf.Tensor:
-    """Rotation by any angle, zoom (log-uniform in ``zoom``; below 1 the lesion shrinks) and a shift
-    of up to ``shift`` of the side, as one bilinear affine map; borders are reflected, or black
-    (a dermatoscope's vignette) one time in four."""
+def affine(image: tf.Tensor, angle: tf.Tensor, scale: tf.Tensor, shift: tf.Tensor,
+           black: tf.Tensor | bool = False) -> tf.Tensor:
+    """``image`` turned by ``angle`` (radians) about its centre, zoomed by ``scale`` (below 1 the
+    lesion shrinks) and shifted by ``shift`` (x, y) times its size, bilinear; the borders this
+    uncovers are mirrored, or black (as in dermatoscopes' images) where ``black``."""
     h, w = image.shape[0], image.shape[1]
-    angle = tf.random.uniform([], 0.0, 2.0 * math.pi)
-    scale = tf.exp(tf.random.uniform([], math.log(zoom[0]), math.log(zoom[1])))
-    dx, dy = tf.unstack(tf.random.uniform([2], -shift, shift) * [w, h])
     cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-    # output pixel (x, y) samples the input at R(angle) (x - c) / scale + c + (dx, dy)
+    dx, dy = -shift[0] * w, -shift[1] * h
+    # output pixel (x, y) samples the input at R(angle) (x - c) / scale + c - shift
     transform = tf.stack([cos, -sin, cx - cos * cx + sin * cy + dx,
                           sin, cos, cy - sin * cx - cos * cy + dy, 0.0, 0.0])[None]
 
     def warp(fill_mode: str) -> tf.Tensor:
         return tf.raw_ops.ImageProjectiveTransformV3(
-            images=image[None], transforms=transform, output_shape=[h, w], fill_value=0.0,
-            interpolation="BILINEAR", fill_mode=fill_mode)[0]
+            images=image[None], transforms=tf.cast(transform, tf.float32), output_shape=[h, w],
+            fill_value=0.0, interpolation="BILINEAR", fill_mode=fill_mode)[0]
 
-    return tf.cond(tf.random.uniform([]) < 0.25, lambda: warp("CONSTANT"), lambda: warp("REFLECT"))
+    return tf.cond(black, lambda: warp("CONSTANT"), lambda: warp("REFLECT"))
 
 
-def gaussian_blur(x: tf.Tensor, sigma: tf.Tensor, radius: int = 4) -> tf.Tensor:
-    """Separable Gaussian blur of an ``(H, W, C)`` image (reflected borders), as an out-of-focus lens."""
+def gaussian_blur(x: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
+    """Separable Gaussian blur of an ``(H, W, C)`` image (reflected borders), as an out-of-focus
+    lens; the kernel reaches 2.5 sigma for sigma up to 1/140 of the short side."""
+    radius = max(1, math.ceil(2.5 * min(x.shape[0], x.shape[1]) / 140))
     r = tf.range(-radius, radius + 1, dtype=tf.float32)
     k = tf.exp(-0.5 * (r / sigma) ** 2)
     k = k / tf.reduce_sum(k)
@@ -102,9 +118,9 @@ def gaussian_blur(x: tf.Tensor, sigma: tf.Tensor, radius: int = 4) -> tf.Tensor:
 def dataset(x: np.ndarray, y: np.ndarray, batch: int, num_classes: int, training: bool,
             label_smoothing: float = 0.0, sample_weights: np.ndarray | None = None,
             seed: int = 0, mixup: float = 0.0, augmentation: str = "mild") -> tf.data.Dataset:
-    """Batches of (float pixels, one-hot labels[, weights]); shuffled and augmented (by the
-    ``augmentation`` policy) if training,
-    and with ``mixup`` > 0 each example blended with another of its batch (:func:`mix_batch`)."""
+    """Batches of (float pixels, one-hot labels[, weights]); if training, shuffled, augmented by
+    the ``augmentation`` policy and, with ``mixup`` > 0, each example blended with another of its
+    batch (:func:`mix_batch`)."""
     onehot = tf.one_hot(y, num_classes)
     if label_smoothing:
         onehot = onehot * (1.0 - label_smoothing) + label_smoothing / num_classes
