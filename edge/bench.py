@@ -10,6 +10,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -106,13 +107,18 @@ def run(model: str | None, image: bytes, runs: int, warmup: int, threads: int | 
     return result
 
 
-def folder_throughput(model: str | None, folder: str, workers: int, threads: int | None, runtime: str,
+class ImageFolder(NamedTuple):
+    """A folder and the image files found in it (as ``lesionlite classify`` finds them)."""
+
+    path: str
+    images: list[str]
+
+
+def folder_throughput(model: str | None, folder: ImageFolder, workers: int, threads: int | None, runtime: str,
                       labels: str | None) -> dict:
     """Images per second of ``lesionlite classify``'s pipeline over a folder, against the
     invoke-only bound (one invoke after another on a ready input)."""
-    paths = find_images([folder])
-    if not paths:
-        raise SystemExit(f"error: no images in {folder}")
+    paths = folder.images
     clf = Classifier(model, threads, runtime, labels)
     interp = clf.interpreter
     interp.set_tensor(clf._input["index"], to_input(clf.preprocess(paths[0]), clf.spec)[None])
@@ -121,7 +127,7 @@ def folder_throughput(model: str | None, folder: str, workers: int, threads: int
     n = sum(1 for row in classify_paths(clf, paths, workers) if not row.error)
     rate = n / (time.perf_counter() - t)
     bound = 1e3 / bound_ms
-    return {"folder": folder, "images": n, "workers": workers, "images_per_s": rate,
+    return {"folder": folder.path, "images": n, "workers": workers, "images_per_s": rate,
             "invoke_bound_per_s": bound, "ratio": rate / bound}
 
 
@@ -192,12 +198,14 @@ def add_arguments(p) -> None:
     p.add_argument("--json", type=output_path, help="write the figures to this JSON file")
 
 
-def _folder(text: str) -> str:
+def _folder(text: str) -> ImageFolder:
+    """A folder holding images, listed once here, before any work."""
     if not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"no such folder: {text}")
-    if not find_images([text]):
+    images = find_images([text])
+    if not images:
         raise argparse.ArgumentTypeError(f"no image files in {text}")
-    return text
+    return ImageFolder(text, images)
 
 
 def main(args) -> int:
