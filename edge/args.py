@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -21,9 +22,22 @@ def positive(kind: type) -> Callable[[str], float]:
 
 
 def output_path(text: str) -> str:
-    """A file to be written at the end of a run: its folder must exist now, so a typo fails
-    before the work rather than after it."""
-    folder = Path(text).parent
+    """A file to be written at the end of a run: its folder must exist and be writable now, and
+    the name must not be a folder, so a typo fails before the work rather than after it."""
+    path = Path(text)
+    folder = path.parent
     if not folder.is_dir():
         raise argparse.ArgumentTypeError(f"no such folder for {text!r}: {folder}")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; name a file in it")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write to {folder} (permission denied)")
     return text
+
+
+def folder_path(text: str) -> Path:
+    """A folder to be created if missing: refused now if the name is taken by a file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder")
+    return path

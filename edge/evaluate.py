@@ -69,7 +69,7 @@ def add_arguments(p) -> None:
                    help="a path,label CSV or a HAM10000 metadata CSV (image_id,dx)")
     p.add_argument("--images", help="folder holding the images (default: the CSV's folder)")
     p.add_argument("--split-file", help="a split.csv: evaluate only the images of --split")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--split", choices=("train", "val", "test"), help="with --split-file (default: test)")
     p.add_argument("--workers", type=positive(int), default=2)
     p.add_argument("--tta", action="store_true", help="average over the 8 rotations and mirror images")
     p.add_argument("--light", type=_gains, metavar="R,G,B",
@@ -99,10 +99,13 @@ def _alteration(args: argparse.Namespace) -> Alteration | None:
 
 
 def main(args) -> int:
+    if args.split and not args.split_file:
+        raise SystemExit("error: --split needs --split-file (a split.csv naming each image's split)")
+    split = args.split or "test"
     try:
         pairs = read_labelled(Path(args.labels), Path(args.images) if args.images else None,
-                              Path(args.split_file) if args.split_file else None, args.split)
-    except (OSError, LabelsError) as exc:
+                              Path(args.split_file) if args.split_file else None, split)
+    except LabelsError as exc:
         raise SystemExit(f"error: {exc}") from None
     clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)
     codes = clf.bundle.codes
@@ -124,7 +127,7 @@ def main(args) -> int:
         raise SystemExit("error: no image could be classified")
     metrics = evaluate(np.array(y), np.stack(probs), codes, np.array(lesions))
     metrics.update({"model": clf.bundle.name, "model_sha256": clf.bundle.sha256, "failed": len(failed),
-                    "labels_csv": str(args.labels), "split": args.split if args.split_file else None,
+                    "labels_csv": str(args.labels), "split": split if args.split_file else None,
                     "light": args.light, "degrade": args.degrade})
     if args.light:
         print("simulated light: channel gains R,G,B = " + ",".join(f"{g:g}" for g in args.light))

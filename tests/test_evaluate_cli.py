@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from conftest import ROOT, run_cli
 
 SAMPLES = ROOT / "samples" / "lesions"
@@ -94,9 +96,21 @@ def test_metadata_rows_without_images_are_counted_and_a_split_file_is_checked(tm
         f"error: {split}: expected a split.csv with columns image_id and split")
 
 
-def test_a_json_path_in_a_missing_folder_is_refused_before_the_work(tmp_path):
-    proc = run_cli("evaluate", str(SAMPLES / "labels.csv"), "--json", str(tmp_path / "nope" / "m.json"))
-    assert proc.returncode == 2 and "no such folder" in proc.stderr and "images" not in proc.stdout
+@pytest.mark.parametrize("args,message", [
+    (["--json", "{tmp}/nope/m.json"], "no such folder for '{tmp}/nope/m.json'"),
+    (["--json", "{tmp}"], "'{tmp}' is a folder; name a file in it"),
+    (["--split", "val"], "error: --split needs --split-file"),
+])
+def test_bad_options_are_refused_before_the_work(tmp_path, args, message):
+    proc = run_cli("evaluate", str(SAMPLES / "labels.csv"), *(a.format(tmp=tmp_path) for a in args))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "images" not in proc.stdout
+    assert message.format(tmp=tmp_path) in proc.stderr.strip().splitlines()[-1]
+    assert len([line for line in proc.stderr.splitlines() if "error:" in line]) == 1
+
+
+def test_a_missing_labels_file_is_named_without_python_jargon(tmp_path):
+    proc = run_cli("evaluate", str(tmp_path / "nope.csv"))
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {tmp_path / 'nope.csv'}: No such file or directory"
 
 
 def test_a_simulated_camera_reaches_the_model_and_combines_with_a_light(tmp_path):
