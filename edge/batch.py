@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
-from edge.args import positive
+from edge.args import output_path, positive
 from edge.classifier import Classifier
 from edge.preprocess import IMAGE_SUFFIXES, ImageError
 
@@ -36,10 +36,13 @@ def images_by_stem(folder: Path, suffixes: Iterable[str] = DATASET_SUFFIXES) -> 
 
 
 def find_images(paths: Iterable[str]) -> list[str]:
-    """Files named directly (any kind), plus image files found recursively in folders."""
+    """Files named directly (any kind), plus image files found recursively in folders.
+    A path that does not exist is refused before any work (:class:`FileNotFoundError`): a typo."""
     found: list[str] = []
     for p in paths:
         path = Path(p)
+        if not path.exists():
+            raise FileNotFoundError(2, "no such file or folder", p)
         if path.is_dir():
             found += sorted(str(f) for f in path.rglob("*")
                             if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
@@ -86,10 +89,15 @@ def classify_paths(clf: Classifier, paths: list[str], workers: int = 2, tta: boo
                 yield Row(path, error=f"cannot read: {exc.strerror or exc}")
 
 
+class ResumeError(ValueError):
+    """The file ``--resume`` would continue is not this command's output."""
+
+
 class RowWriter:
     """Streams rows to ``OUTPUT.partial`` and renames it to ``OUTPUT`` when done, so ``OUTPUT``
     is never half-written. With ``resume``, rows already in either file are kept and their
-    paths skipped."""
+    paths skipped; a file that is not a lesionlite output of this format and model is refused
+    (:class:`ResumeError`). Paths that are not valid UTF-8 are written back byte for byte."""
 
     def __init__(self, output: Path, fmt: str, codes: list[str], resume: bool):
         self.output, self.fmt, self.codes = output, fmt, codes
@@ -100,7 +108,7 @@ class RowWriter:
         unique = {r["path"]: r for r in previous}  # a path in both files counts once
         self.done = set(unique)
         self.failed = sum(1 for r in unique.values() if r.get("error"))
-        self._fh = open(self.partial, "w", encoding="utf-8", newline="")
+        self._fh = open(self.partial, "w", encoding="utf-8", errors="surrogateescape", newline="")
         if fmt == "csv":
             self._csv = csv.DictWriter(self._fh, self.columns, lineterminator="\n")
             self._csv.writeheader()
@@ -111,18 +119,30 @@ class RowWriter:
     def _read(self, path: Path) -> list[dict]:
         if not path.is_file():
             return []
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        if not text:
+            return []
         if self.fmt == "csv":
-            rows = list(csv.DictReader(io.StringIO(text)))
+            reader = csv.DictReader(io.StringIO(text))
+            if reader.fieldnames != self.columns:
+                raise ResumeError(f"{path} is not a lesionlite CSV for this model's labels; "
+                                  "name another --output or delete it")
+            rows = list(reader)
             if rows and not text.endswith("\n"):
                 rows.pop()  # a line cut by a kill: that file is classified again
             return [r for r in rows if None not in r and None not in r.values()]
-        rows = []
-        for line in text.splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill: that file is classified again
+        lines = text.splitlines()
+        if not text.endswith("\n"):
+            lines.pop()  # a line cut by a kill: that file is classified again
+        try:
+            rows = [json.loads(line) for line in lines]
+        except json.JSONDecodeError:
+            rows = [None]
+        probs = {f"p_{c}" for c in self.codes}
+        if not all(isinstance(r, dict) and {"path", "error"} <= r.keys() and (r["error"] or probs <= r.keys())
+                   for r in rows):
+            raise ResumeError(f"{path} is not a lesionlite JSON-lines output for this model's labels; "
+                              "name another --output or delete it")
         return rows
 
     def _write(self, record: dict) -> None:
@@ -161,7 +181,8 @@ def record(clf: Classifier, row: Row, top_k: int) -> dict:
 
 def add_arguments(p) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders (recursive)")
-    p.add_argument("--output", "-o", help="write rows to this file (atomically); default: table on stdout")
+    p.add_argument("--output", "-o", type=output_path,
+                   help="write rows to this file (atomically); default: table on stdout")
     p.add_argument("--format", choices=FORMATS, help="csv, jsonl or table (default: from --output's suffix)")
     p.add_argument("--top-k", type=positive(int), default=3)
     p.add_argument("--workers", type=positive(int), default=2, help="decoding threads running ahead of the model")
@@ -183,15 +204,18 @@ def main(args) -> int:
         raise SystemExit(f"error: cannot tell the format of {args.output}: name it .csv or .jsonl, or pass --format")
     if args.resume and not args.output:
         raise SystemExit("error: --resume needs --output")
-    if (fmt == "table") != (not args.output):
-        raise SystemExit("error: --format table prints to the terminal; csv and jsonl need --output FILE")
-    if args.output and not Path(args.output).resolve().parent.is_dir():
-        raise SystemExit(f"error: no such folder for --output: {Path(args.output).parent}")
+    if fmt == "table" and args.output:
+        raise SystemExit("error: --format table prints to the terminal; use csv or jsonl with --output")
+    if fmt != "table" and not args.output:
+        raise SystemExit(f"error: --format {fmt} needs --output FILE")
     paths = find_images(args.paths)
     if not paths:
         raise SystemExit("error: no image files found in " + " ".join(args.paths))
     clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)
-    writer = RowWriter(Path(args.output), fmt, clf.bundle.codes, args.resume) if args.output else None
+    try:
+        writer = RowWriter(Path(args.output), fmt, clf.bundle.codes, args.resume) if args.output else None
+    except ResumeError as exc:
+        raise SystemExit(f"error: cannot resume: {exc}") from None
     todo = [p for p in paths if not writer or p not in writer.done]
     failed = 0
     bar = tqdm(total=len(todo), unit="img", disable=None if writer else True, file=sys.stderr)

@@ -67,10 +67,10 @@ def test_jsonl_and_table_and_clean_exit(lesion_images, tmp_path):
     assert "not a diagnosis" in table.stderr
 
 
-def test_missing_path_is_a_one_line_error(tmp_path):
-    proc = run_cli("classify", str(tmp_path / "nothing-here.jpg"), "-o", str(tmp_path / "o.csv"))
-    assert proc.returncode == 1
-    assert "no such file" in (tmp_path / "o.csv").read_text()
+def test_missing_path_is_a_one_line_error_before_any_work(tmp_path, lesion_images):
+    proc = run_cli("classify", str(lesion_images[0]), str(tmp_path / "nothing-here"), "-o", str(tmp_path / "o.csv"))
+    assert proc.returncode == 2 and not (tmp_path / "o.csv").exists() and not (tmp_path / "o.csv.partial").exists()
+    assert proc.stderr.strip() == f"error: {tmp_path / 'nothing-here'}: no such file or folder"
     proc = run_cli("classify", str(tmp_path))  # an empty folder
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no image files" in proc.stderr
 
@@ -136,15 +136,16 @@ def test_bad_numbers_are_refused_by_the_parser(args, message, lesion_images):
 @pytest.mark.parametrize("args,message", [
     (["-o", "/nonexistent-folder/out.csv"], "no such folder"),
     (["-o", "out.txt"], "cannot tell the format"),
-    (["--format", "csv"], "need --output"),
+    (["--format", "csv"], "--format csv needs --output FILE"),
+    (["-o", "."], "'.' is a folder; name a file in it"),
     (["--labels", "/nonexistent/labels.txt"], "cannot read labels file"),
     (["--model", "/nonexistent/bundle"], "model not found"),
 ])
 def test_bad_arguments_give_one_line_errors(args, message, lesion_images, tmp_path):
     proc = run_cli("classify", str(lesion_images[0]), *args, cwd=tmp_path)
     assert proc.returncode == 2
-    assert message in proc.stderr and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert message in proc.stderr.strip().splitlines()[-1] and "Traceback" not in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if "error:" in line]) == 1, proc.stderr
 
 
 def test_output_piped_into_head_ends_quietly():
@@ -161,3 +162,29 @@ def test_output_piped_into_head_ends_quietly():
     proc.stdout.close()  # as `| head -n 1` does: the rows still to come have no reader
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 141 and err.strip() == ""  # no "error: Broken pipe", no traceback
+
+
+def test_a_file_name_that_is_not_utf8_is_written_and_resumed(tmp_path, lesion_images):
+    folder = tmp_path / "card"
+    folder.mkdir()
+    odd = folder / os.fsdecode(b"lesion-\xff.jpg")  # as copied from a camera's SD card
+    shutil.copy(lesion_images[0], odd)
+    shutil.copy(lesion_images[1], folder / "plain.jpg")
+    out = tmp_path / "rows.csv"
+    first = run_cli("classify", str(folder), "-o", str(out))
+    assert first.returncode == 0, first.stderr
+    assert os.fsencode(odd) in out.read_bytes()  # the name, byte for byte
+    again = run_cli("classify", str(folder), "-o", str(out), "--resume")
+    assert again.returncode == 0 and "2 images, 0 failed" in again.stderr
+    assert out.read_bytes().count(b"\n") == 3  # header and two rows: nothing classified twice
+
+
+@pytest.mark.parametrize("existing,fmt", [("hello\n", "csv"), ("path,label\nx.jpg,mel\n", "csv"),
+                                          ('{"path": "x.jpg", "error": ""}\n', "jsonl"), ("hello\n", "jsonl")])
+def test_resume_refuses_a_file_it_did_not_write(existing, fmt, tmp_path, lesion_images):
+    out = tmp_path / f"rows.{fmt}"
+    out.write_text(existing)
+    proc = run_cli("classify", str(lesion_images[0]), "-o", str(out), "--resume")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith(f"error: cannot resume: {out} is not a lesionlite")
+    assert out.read_text() == existing and not (tmp_path / f"rows.{fmt}.partial").exists()
