@@ -97,6 +97,8 @@ def default_bundle_path() -> Path:
 def from_metadata(meta: dict, model_path: Path, sha256: str = "") -> Bundle:
     """A :class:`Bundle` from a metadata dict; raises :class:`BundleError` if a field is missing or
     holds a value this runtime cannot honour."""
+    if not isinstance(meta, dict):
+        raise BundleError("metadata is not a JSON object: refusing the model")
     if meta.get("schema") not in READABLE_SCHEMAS:
         raise BundleError(f"unsupported metadata schema {meta.get('schema')!r} (expected one of {READABLE_SCHEMAS})")
     try:
@@ -104,8 +106,10 @@ def from_metadata(meta: dict, model_path: Path, sha256: str = "") -> Bundle:
                   for lab in meta["labels"]]
         bundle = Bundle(model_path, labels, InputSpec.from_dict(meta["input"]), OutputSpec.from_dict(meta["output"]),
                         meta["calibration"]["temperature"], meta.get("thresholds") or {}, meta, sha256)
-    except (KeyError, TypeError) as exc:
+    except KeyError as exc:
         raise BundleError(f"metadata is missing a field: {exc}") from None
+    except (TypeError, AttributeError):
+        raise BundleError("metadata has a field of the wrong type (labels, input, output or calibration)") from None
     problems = _bad_values(bundle)
     if problems:
         raise BundleError("metadata holds values this runtime cannot use: " + "; ".join(problems))
@@ -171,6 +175,8 @@ def load_bundle(path: str | Path | None = None, labels_file: str | None = None) 
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"unreadable {meta_path}: {exc}") from None
+    if not isinstance(meta, dict):
+        raise BundleError(f"{meta_path} is not a JSON object: refusing the bundle")
     if path.is_dir():
         model_path = path / Path(str(meta.get("model_file", MODEL_FILE))).name
     elif meta.get("model_file", MODEL_FILE) != model_path.name:

@@ -155,6 +155,21 @@ def test_unknown_schema_and_missing_fields_are_refused(bundle_copy):
         load_bundle(bundle_copy)
 
 
+@pytest.mark.parametrize("text", ["[1, 2]", '"x"', "null"])
+def test_metadata_that_is_not_an_object_is_refused_in_one_line(bundle_copy, lesion_images, text):
+    (bundle_copy / METADATA_FILE).write_text(text)
+    proc = run_cli("classify", "--model", str(bundle_copy), str(lesion_images[0]))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"error: {bundle_copy / METADATA_FILE} is not a JSON object: "
+                                                "refusing the bundle"]
+
+
+def test_a_field_of_the_wrong_type_is_named_as_such(bundle_copy):
+    _edit_meta(bundle_copy, lambda m: m.update(input="224x224"))
+    with pytest.raises(BundleError, match="wrong type"):
+        load_bundle(bundle_copy)
+
+
 def test_embedded_metadata_round_trip_and_lone_model_file(bundle_dir, tmp_path, lesion_images, capfd):
     meta = json.loads((bundle_dir / METADATA_FILE).read_text())
     embedded = read_embedded(bundle_dir / MODEL_FILE)
