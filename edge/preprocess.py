@@ -18,8 +18,14 @@ from PIL import Image, ImageOps
 
 MAX_PIXELS = 50_000_000
 """Images with more pixels than this are refused before decoding (decompression bombs)."""
+MIN_SIDE = 32
+"""Images or frames with a shorter side than this are refused: too few pixels to show a lesion."""
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 """File name endings read as images (classify, replay); anything else in a folder is skipped."""
+
+# Pillow's own bomb check warns (89-179 million pixels) or fails after reading the header; ours
+# (MAX_PIXELS, lower) runs at that same point, before any decoding, with one message for every size.
+Image.MAX_IMAGE_PIXELS = None
 
 Source = Union[str, Path, bytes, BinaryIO, Image.Image, np.ndarray]
 
@@ -68,8 +74,6 @@ def _open(source: Source) -> Image.Image:
         fp = source
     try:
         return Image.open(fp)
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"image too large: {exc}") from None
     except Image.UnidentifiedImageError:  # its message names a path or a BytesIO object
         raise ImageError("not a readable image: not a known image format") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -80,10 +84,11 @@ def to_rgb(im: Image.Image) -> Image.Image:
     """Convert any Pillow mode to RGB; transparency is composited on white."""
     if im.mode == "RGB":
         return im
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey (or 32-bit holding 8- or 16-bit values)
         arr = np.asarray(im, dtype=np.float64)
-        top = arr.max() or 1.0
-        im = Image.fromarray((arr * (255.0 / top)).astype(np.uint8), "L")
+        if im.mode != "I" or arr.max() > 255:
+            arr = arr / 257.0  # the fixed 16-to-8-bit scale: a dark picture stays dark
+        im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
     if im.mode == "F":
         arr = np.asarray(im, dtype=np.float64)
         im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L")
@@ -106,10 +111,12 @@ def load_image(source: Source, min_side: int | None = None, color_order: str = "
         return frame_to_image(source, color_order)
     im = source if isinstance(source, Image.Image) else _open(source)
     w, h = im.size
-    if w * h > MAX_PIXELS:
-        raise ImageError(f"image too large: {w}x{h} pixels (limit {MAX_PIXELS:,})")
-    if w == 0 or h == 0:
-        raise ImageError("image has no pixels")
+    problem = (f"image too large: {w}x{h} pixels (limit {MAX_PIXELS:,})" if w * h > MAX_PIXELS else
+               f"image too small: {w}x{h} pixels (at least {MIN_SIDE} a side)" if min(w, h) < MIN_SIDE else None)
+    if problem:
+        if im is not source:
+            im.close()  # the file Pillow opened for the header
+        raise ImageError(problem)
     try:
         if min_side and im.format == "JPEG":
             im.draft("RGB", (min_side, min_side))

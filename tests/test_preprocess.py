@@ -136,3 +136,34 @@ def test_oversized_image_is_refused_before_decoding(monkeypatch, fullres_images)
     monkeypatch.setattr(preprocess, "MAX_PIXELS", 100_000)
     with pytest.raises(ImageError, match="too large"):
         pixels(fullres_images[0], (32, 32))
+
+
+def test_sixteen_bit_grey_keeps_its_brightness(lesion_images, tmp_path):
+    grey = np.asarray(Image.open(lesion_images[0]).convert("L"), np.uint16) // 3  # a dark picture
+    Image.fromarray(grey.astype(np.uint8), "L").save(tmp_path / "eight.png")
+    Image.fromarray(grey * 257).save(tmp_path / "sixteen.png")  # the same picture, 16-bit
+    eight, sixteen = (np.asarray(preprocess.load_image(tmp_path / n)) for n in ("eight.png", "sixteen.png"))
+    assert np.array_equal(eight, sixteen)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (31, 400)])
+def test_images_too_small_to_show_a_lesion_are_refused(size, tmp_path):
+    Image.new("RGB", size, (120, 80, 60)).save(tmp_path / "small.png")
+    with pytest.raises(preprocess.ImageError, match=f"image too small: {size[0]}x{size[1]} pixels"):
+        preprocess.load_image(tmp_path / "small.png")
+
+
+def test_a_decompression_bomb_header_is_refused_by_our_limit_without_a_pillow_warning(tmp_path, recwarn):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    for side in (10_000, 14_000):  # 100 and 196 million pixels: Pillow warns, then errors
+        path = tmp_path / f"bomb{side}.png"
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+                         + chunk(b"IEND", b""))
+        with pytest.raises(preprocess.ImageError, match=rf"image too large: {side}x{side} pixels \(limit 50,000,000\)"):
+            preprocess.load_image(path)
+    assert not recwarn.list
