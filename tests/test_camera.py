@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
+from conftest import run_cli
 from edge.camera.controls import QUIT, SHOOT, Keyboard
 from edge.camera.display import DisplayError, HeadlessDisplay, make_display
 from edge.camera.overlay import DECISION_COLOURS, MIN_HEIGHT
@@ -201,6 +202,28 @@ def test_blurred_frames_show_retake_and_save_nothing(tmp_path: Path, capsys) -> 
     out = capsys.readouterr().out
     assert "LIVE | retake: too blurry" in out and "retake - too blurry (not saved)" in out
     assert not shots(tmp_path / "s")
+
+
+def test_frames_too_small_to_measure_are_refused_without_warnings(tmp_path: Path, capsys, recwarn) -> None:
+    with np.errstate(all="raise"):  # no NaN sharpness passing the gate
+        assert assess(np.zeros((1, 1, 3), np.uint8)).problem == "too small"
+        assert assess(np.zeros((20, 400, 3), np.uint8)).problem == "too small"
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    Image.open(SHARP).resize((1, 1)).save(folder / "dot.png")
+    assert run_main(["--source", f"replay:{folder}", "--display", "headless", "--save-dir", str(tmp_path / "s"),
+                     "--frames", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "image too small: 1x1 pixels" in err and "error: replay: no readable image" in err
+    assert not shots(tmp_path / "s") and not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_a_save_dir_that_is_a_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    taken = tmp_path / "shots.jpg"
+    taken.write_bytes(b"x")
+    proc = run_cli("camera", "--source", f"replay:{LESIONS}", "--display", "headless", "--save-dir", str(taken))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith(f"argument --save-dir: '{taken}' is a file, not a folder")
 
 
 # --- picamera2 through a stand-in with its documented API ----------------------------------------

@@ -7,7 +7,7 @@ import functools
 import sys
 from pathlib import Path
 
-from edge.args import positive
+from edge.args import folder_path, positive
 from edge.camera.controls import ControlError, Controls
 from edge.camera.display import DISPLAYS, DisplayError, make_display
 from edge.camera.loop import Grabber, LiveLoop, prepare
@@ -24,9 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--display", choices=DISPLAYS, default="auto",
                    help="overlay on the Pi camera preview, an OpenCV window, or headless "
                         "(annotated frames to disk + status line) [auto]")
-    p.add_argument("--save-dir", type=Path, default=Path("captures"),
+    p.add_argument("--save-dir", type=folder_path, default=Path("captures"),
                    help="where shots (JPEG + JSON) are saved [captures]")
-    p.add_argument("--frames-dir", type=Path, default=None,
+    p.add_argument("--frames-dir", type=folder_path, default=None,
                    help="headless: where annotated frames go [SAVE_DIR/.frames, hidden so that "
                         "`lesionlite classify SAVE_DIR` sees only the shots]")
     p.add_argument("--frame-every", type=int, default=10, metavar="N",
@@ -54,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
             print(DISCLAIMER, file=sys.stderr)
             with Grabber(source, functools.partial(prepare, classifier)) as grabber:
                 return LiveLoop(classifier, grabber, display, controls, store, args.frames, args.tta).run()
-    except (SourceError, DisplayError, ControlError, OSError) as exc:
+    except (SourceError, DisplayError, ControlError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

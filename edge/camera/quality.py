@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.preprocess import MIN_SIDE
+
 ANALYSIS_SIDE = 224
 """The centre square is subsampled to about this many pixels a side before measuring."""
 MIN_SHARPNESS = 14.0
@@ -15,7 +17,8 @@ CLIP_FRACTION = 0.35
 """Fraction of near-black (<= 8) or near-white (>= 247) pixels above which a frame is badly exposed."""
 DARK_MEAN, BRIGHT_MEAN = 35.0, 235.0
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-TIPS = {"too blurry": "hold still and let the camera focus",
+TIPS = {"too small": f"use a frame of at least {MIN_SIDE} pixels a side",
+        "too blurry": "hold still and let the camera focus",
         "too dark": "add light",
         "too bright": "reduce glare or light"}
 """What to do about each problem, shown under 'retake: ...'."""
@@ -56,6 +59,8 @@ def grey_centre(frame: np.ndarray, color_order: str = "RGB") -> np.ndarray:
 
 def assess(frame: np.ndarray, color_order: str = "RGB") -> Quality:
     """Measure focus and exposure; a failing frame gets a ``problem`` such as ``too blurry``."""
+    if min(frame.shape[:2]) < MIN_SIDE:  # too few pixels to measure focus, or to classify
+        return Quality(0.0, 0.0, 0.0, 0.0, "too small")
     g = grey_centre(frame, color_order)
     lap = 4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
     sharpness, brightness = float(lap.var()), float(g.mean())
