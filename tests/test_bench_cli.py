@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT, run_cli
 
-MODEL = ROOT / "models" / "ham10000-efficientnet-lite0" / "model.tflite"
+REFERENCE = ROOT / "models" / "reference" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"  # shipped, as make demo uses it
 
 
 def test_figures_sweep_reference_and_folder_reach_the_json(tmp_path):
@@ -16,7 +16,7 @@ def test_figures_sweep_reference_and_folder_reach_the_json(tmp_path):
     folder = tmp_path / "photos"
     shutil.copytree(ROOT / "samples" / "lesions", folder)
     (folder / "broken.jpg").write_bytes(b"not a picture")
-    proc = run_cli("bench", "--runs", "5", "--warmup", "1", "--sweep", "1", "2", "--reference", str(MODEL),
+    proc = run_cli("bench", "--runs", "5", "--warmup", "1", "--sweep", "1", "2", "--reference", str(REFERENCE),
                    "--folder", str(folder), "--json", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(out.read_text())
@@ -29,7 +29,8 @@ def test_figures_sweep_reference_and_folder_reach_the_json(tmp_path):
     assert f"folder {folder}: 16 images (1 unreadable, skipped) at" in proc.stdout
     assert r["ratio"]["invoke_ms"] == pytest.approx(invoke["p50"] / r["reference"]["invoke_ms"]["p50"], rel=1e-3)
     assert f"end-to-end / invoke-only (p50): {r['overhead_ratio_p50']:.2f}" in proc.stdout
-    assert "ours / reference (model.tflite)" in proc.stdout
+    assert r["reference"]["size_mb"] == pytest.approx(4.07, abs=0.01)
+    assert f"ours / reference ({REFERENCE.name}), p50: invoke {r['ratio']['invoke_ms']:.2f}" in proc.stdout
 
 
 def test_no_sweep_skips_it_and_bad_arguments_stop_before_the_work(tmp_path):
