@@ -9,6 +9,7 @@ light it was taken under, and, for model input, normalized and quantized as the 
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -23,9 +24,12 @@ MIN_SIDE = 32
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 """File name endings read as images (classify, replay); anything else in a folder is skipped."""
 
-# Pillow's own bomb check warns (89-179 million pixels) or fails after reading the header; ours
-# (MAX_PIXELS, lower) runs at that same point, before any decoding, with one message for every size.
-Image.MAX_IMAGE_PIXELS = None
+FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
+"""Pillow formats read (those ``IMAGE_SUFFIXES`` name; JPEG includes MPO). None decodes pixels while
+reading its header, so the size checks run first; others (ICO, ICNS, ...) are refused whatever the name."""
+
+# Pillow warns of a bomb from 89 million pixels, over MAX_PIXELS: such an image is refused anyway.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 Source = Union[str, Path, bytes, BinaryIO, Image.Image, np.ndarray]
 
@@ -73,7 +77,10 @@ def _open(source: Source) -> Image.Image:
     else:
         fp = source
     try:
-        return Image.open(fp)
+        return Image.open(fp, formats=FORMATS)
+    except Image.DecompressionBombError:  # Pillow's own limit, twice its warning's
+        raise ImageError(f"image too large: over {2 * Image.MAX_IMAGE_PIXELS:,} pixels "
+                         f"(limit {MAX_PIXELS:,})") from None
     except Image.UnidentifiedImageError:  # its message names a path or a BytesIO object
         raise ImageError("not a readable image: not a known image format") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -86,7 +93,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
         return im
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey (or 32-bit holding 8- or 16-bit values)
         arr = np.asarray(im, dtype=np.float64)
-        if im.mode != "I" or arr.max() > 255:
+        if im.mode != "I" or im.format == "PNG" or arr.max() > 255:  # a PNG's "I" is 16-bit grey
             arr = arr / 257.0  # the fixed 16-to-8-bit scale: a dark picture stays dark
         im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
     if im.mode == "F":
@@ -133,6 +140,8 @@ def frame_to_image(frame: np.ndarray, color_order: str = "RGB") -> Image.Image:
     """A camera frame (HxW, HxWx3 or HxWx4 uint8) in RGB or BGR order as an RGB image."""
     if frame.dtype != np.uint8:
         raise ImageError(f"frame must be uint8, got {frame.dtype}")
+    if frame.ndim >= 2 and min(frame.shape[:2]) < MIN_SIDE:
+        raise ImageError(f"frame too small: {frame.shape[1]}x{frame.shape[0]} pixels (at least {MIN_SIDE} a side)")
     if frame.ndim == 2:
         return Image.fromarray(frame, "L").convert("RGB")
     if frame.ndim != 3 or frame.shape[2] not in (3, 4):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -153,17 +154,37 @@ def test_images_too_small_to_show_a_lesion_are_refused(size, tmp_path):
         preprocess.load_image(tmp_path / "small.png")
 
 
-def test_a_decompression_bomb_header_is_refused_by_our_limit_without_a_pillow_warning(tmp_path, recwarn):
+def test_a_decompression_bomb_header_is_refused_without_a_pillow_warning(tmp_path):
     import struct
     import zlib
+
+    from conftest import run_cli
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    for side in (10_000, 14_000):  # 100 and 196 million pixels: Pillow warns, then errors
+    paths = []
+    for side in (8_000, 10_000, 14_000):  # 64, 100 and 196 million pixels: ours, Pillow's warning, its error
         path = tmp_path / f"bomb{side}.png"
         path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
                          + chunk(b"IEND", b""))
-        with pytest.raises(preprocess.ImageError, match=rf"image too large: {side}x{side} pixels \(limit 50,000,000\)"):
-            preprocess.load_image(path)
-    assert not recwarn.list
+        paths.append(str(path))
+    proc = run_cli("classify", *paths, "-o", str(tmp_path / "rows.jsonl"))
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert proc.returncode == 1 and "Warning" not in proc.stderr and "Traceback" not in proc.stderr
+    assert [r["error"] for r in rows] == ["image too large: 8000x8000 pixels (limit 50,000,000)",
+                                          "image too large: 10000x10000 pixels (limit 50,000,000)",
+                                          "image too large: over 178,956,970 pixels (limit 50,000,000)"]
+
+
+def test_formats_that_decode_while_opening_are_refused_whatever_the_name(tmp_path, lesion_images):
+    Image.open(lesion_images[0]).save(tmp_path / "icon.ico")  # an icon wraps PNG frames Pillow decodes on open
+    (tmp_path / "icon.jpg").write_bytes((tmp_path / "icon.ico").read_bytes())
+    with pytest.raises(preprocess.ImageError, match="not a known image format"):
+        preprocess.load_image(tmp_path / "icon.jpg")
+
+
+def test_a_dark_sixteen_bit_png_opened_as_32_bit_stays_dark(tmp_path):
+    grey = Image.fromarray(np.full((64, 64), 200, np.int32), "I")  # as older Pillow opens a 16-bit PNG
+    grey.format = "PNG"
+    assert np.asarray(preprocess.to_rgb(grey)).max() == 1
