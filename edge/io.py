@@ -6,6 +6,16 @@ import tempfile
 from pathlib import Path
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+"""Read once, at import: reading it means setting it, which is not safe while threads write files."""
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     try:
@@ -13,9 +23,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except OSError as exc:  # named as the user named it, not by the temporary file's name
         raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
