@@ -97,7 +97,8 @@ class RowWriter:
     """Streams rows to ``OUTPUT.partial`` and renames it to ``OUTPUT`` when done, so ``OUTPUT``
     is never half-written. With ``resume``, rows already in either file are kept and their
     paths skipped; a file that is not a lesionlite output of this format and model is refused
-    (:class:`ResumeError`). Paths that are not valid UTF-8 are written back byte for byte."""
+    (:class:`ResumeError`). A path that is not valid UTF-8 is written byte for byte in CSV and escaped
+    (``\\udcff``) in JSON lines; either way ``--resume`` finds it again."""
 
     def __init__(self, output: Path, fmt: str, codes: list[str], resume: bool):
         self.output, self.fmt, self.codes = output, fmt, codes
@@ -220,6 +221,8 @@ def main(args) -> int:
     failed = 0
     bar = tqdm(total=len(todo), unit="img", disable=None if writer else True, file=sys.stderr)
     if fmt == "table":
+        if hasattr(sys.stdout, "reconfigure"):  # a file name that is not UTF-8 is shown, not a crash
+            sys.stdout.reconfigure(errors="surrogateescape")
         print(f"{'path':<40} {'label':<6} {'conf':>5}  {'decision':<9} top-{args.top_k}")
     try:
         for row in classify_paths(clf, todo, args.workers, args.tta):

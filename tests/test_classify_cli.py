@@ -177,6 +177,9 @@ def test_a_file_name_that_is_not_utf8_is_written_and_resumed(tmp_path, lesion_im
     again = run_cli("classify", str(folder), "-o", str(out), "--resume")
     assert again.returncode == 0 and "2 images, 0 failed" in again.stderr
     assert out.read_bytes().count(b"\n") == 3  # header and two rows: nothing classified twice
+    table = subprocess.run([sys.executable, "-m", "edge.cli", "classify", str(folder)], cwd=ROOT, capture_output=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8:strict"})
+    assert table.returncode == 0 and b"Traceback" not in table.stderr and b"lesion-\xff.jpg" in table.stdout
 
 
 @pytest.mark.parametrize("existing,fmt", [("hello\n", "csv"), ("path,label\nx.jpg,mel\n", "csv"),
