@@ -16,9 +16,11 @@ import numpy as np
 
 from edge.args import output_path, positive
 from edge.batch import classify_paths, find_images
+from edge.bundle import BundleError
 from edge.classifier import Classifier
 from edge.io import atomic_write_text
 from edge.preprocess import ImageError, load_image, to_input
+from edge.runtime import RuntimeUnavailable
 
 STATS = ("min", "p50", "p90", "p99", "mean", "std", "max")
 
@@ -126,7 +128,7 @@ def folder_throughput(model: str | None, folder: ImageFolder, workers: int, thre
     n = sum(1 for row in classify_paths(clf, folder.images, workers) if not row.error)
     rate = n / (time.perf_counter() - t)
     bound = 1e3 / bound_ms
-    return {"folder": folder.path, "images": n, "unreadable": len(folder.images) - n, "workers": workers,
+    return {"folder": folder.path, "images": n, "failed": len(folder.images) - n, "workers": workers,
             "images_per_s": rate, "invoke_bound_per_s": bound, "ratio": rate / bound}
 
 
@@ -165,7 +167,7 @@ def format_report(r: dict) -> str:
                      + ", ".join(f"{s['threads']}: {s['invoke_p50_ms']:.2f}" for s in r["sweep"]))
     if "folder" in r:
         f = r["folder"]
-        skipped = f" ({f['unreadable']} unreadable, skipped)" if f["unreadable"] else ""
+        skipped = f" ({f['failed']} failed to read, skipped)" if f["failed"] else ""
         lines.append(f"folder {f['folder']}: {f['images']} images{skipped} at {f['images_per_s']:.1f}/s with {f['workers']} "
                      f"decode workers; invoke-only bound {f['invoke_bound_per_s']:.1f}/s (ratio {f['ratio']:.2f})")
     if "cold_start" in r:
@@ -211,8 +213,11 @@ def _folder(text: str) -> ImageFolder:
 def main(args) -> int:
     if args.runs < 1 or args.warmup < 0:
         raise SystemExit("error: --runs must be >= 1 and --warmup >= 0")
-    if args.reference and not Path(args.reference).exists():
-        raise SystemExit(f"error: reference model not found: {args.reference}")
+    if args.reference:  # a reference that cannot run fails now, not after the timing
+        try:
+            Classifier(args.reference, args.threads, args.runtime)
+        except (BundleError, RuntimeUnavailable) as exc:
+            raise SystemExit(f"error: reference model: {exc}") from None
     image = default_image()
     if args.image:
         try:

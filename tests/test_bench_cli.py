@@ -25,8 +25,8 @@ def test_figures_sweep_reference_and_folder_reach_the_json(tmp_path):
     for t in (invoke, e2e):  # no speed claim here: under load either may be the faster
         assert 0 < t["min"] <= t["p50"] <= t["max"]
     assert r["overhead_ratio_p50"] == pytest.approx(e2e["p50"] / invoke["p50"], rel=1e-3)
-    assert r["folder"]["images"] == 16 and r["folder"]["unreadable"] == 1 and 0 < r["folder"]["ratio"]
-    assert f"folder {folder}: 16 images (1 unreadable, skipped) at" in proc.stdout
+    assert r["folder"]["images"] == 16 and r["folder"]["failed"] == 1 and 0 < r["folder"]["ratio"]
+    assert f"folder {folder}: 16 images (1 failed to read, skipped) at" in proc.stdout
     assert r["ratio"]["invoke_ms"] == pytest.approx(invoke["p50"] / r["reference"]["invoke_ms"]["p50"], rel=1e-3)
     assert f"end-to-end / invoke-only (p50): {r['overhead_ratio_p50']:.2f}" in proc.stdout
     assert r["reference"]["size_mb"] == pytest.approx(4.07, abs=0.01)
@@ -44,7 +44,8 @@ def test_no_sweep_skips_it_and_bad_arguments_stop_before_the_work(tmp_path):
                           (["--json", str(tmp_path / "nope" / "b.json")], "no such folder"),
                           (["--sweep", "0"], "must be positive"),
                           (["--image", str(empty)], f"error: {empty}: empty file"),
-                          (["--reference", str(tmp_path / "ref.tflite")], "error: reference model not found")):
+                          (["--reference", str(tmp_path / "ref.tflite")], "error: reference model: model not found"),
+                          (["--reference", str(empty)], "error: reference model: ")):
         proc = run_cli("bench", *args)
         assert proc.returncode == 2 and message in proc.stderr.strip().splitlines()[-1], args
         assert not proc.stdout  # nothing was measured
