@@ -97,8 +97,6 @@ def default_bundle_path() -> Path:
 def from_metadata(meta: dict, model_path: Path, sha256: str = "") -> Bundle:
     """A :class:`Bundle` from a metadata dict; raises :class:`BundleError` if a field is missing or
     holds a value this runtime cannot honour."""
-    if not isinstance(meta, dict):
-        raise BundleError("metadata is not a JSON object: refusing the model")
     if meta.get("schema") not in READABLE_SCHEMAS:
         raise BundleError(f"unsupported metadata schema {meta.get('schema')!r} (expected one of {READABLE_SCHEMAS})")
     try:

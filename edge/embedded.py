@@ -22,7 +22,8 @@ def can_read() -> bool:
 
 
 def read_embedded(model_path: str | Path) -> dict | None:
-    """The lesionlite metadata stored in the model file, or None (none stored, or no reader)."""
+    """The lesionlite metadata stored in the model file, or None (none stored, not a JSON object, or
+    no reader)."""
     schema = _schema()
     if schema is None:
         return None
@@ -33,7 +34,8 @@ def read_embedded(model_path: str | Path) -> dict | None:
             entry = model.Metadata(i)
             if entry.Name() and entry.Name().decode() == KEY:
                 raw = model.Buffers(entry.Buffer()).DataAsNumpy()
-                return json.loads(bytes(raw).decode("utf-8"))
+                meta = json.loads(bytes(raw).decode("utf-8"))
+                return meta if isinstance(meta, dict) else None
     except Exception:  # a file that is not a valid flatbuffer has no readable metadata
         return None
     return None

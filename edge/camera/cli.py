@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-from pathlib import Path
 
 from edge.args import folder_path, positive
 from edge.camera.controls import ControlError, Controls
@@ -24,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--display", choices=DISPLAYS, default="auto",
                    help="overlay on the Pi camera preview, an OpenCV window, or headless "
                         "(annotated frames to disk + status line) [auto]")
-    p.add_argument("--save-dir", type=folder_path, default=Path("captures"),
+    p.add_argument("--save-dir", type=folder_path, default="captures",
                    help="where shots (JPEG + JSON) are saved [captures]")
     p.add_argument("--frames-dir", type=folder_path, default=None,
                    help="headless: where annotated frames go [SAVE_DIR/.frames, hidden so that "
