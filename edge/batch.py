@@ -138,10 +138,10 @@ class RowWriter:
         try:
             rows = [json.loads(line) for line in lines]
         except json.JSONDecodeError:
-            rows = [None]
+            rows = None
         probs = {f"p_{c}" for c in self.codes}
-        if not all(isinstance(r, dict) and {"path", "error"} <= r.keys() and (r["error"] or probs <= r.keys())
-                   for r in rows):
+        if rows is None or not all(isinstance(r, dict) and {"path", "error"} <= r.keys()
+                                   and (r["error"] or probs <= r.keys()) for r in rows):
             raise ResumeError(f"{path} is not a lesionlite JSON-lines output for this model's labels; "
                               "name another --output or delete it")
         return rows
