@@ -108,6 +108,16 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def size_problem(what: str, w: int, h: int, limit: int | None = MAX_PIXELS) -> str | None:
+    """Why a ``w`` x ``h`` image or frame is refused (over ``limit`` pixels, a side under
+    :data:`MIN_SIDE`), or None. Frames, already decoded, have no limit."""
+    if limit and w * h > limit:
+        return f"{what} too large: {w}x{h} pixels (limit {limit:,})"
+    if min(w, h) < MIN_SIDE:
+        return f"{what} too small: {w}x{h} pixels (at least {MIN_SIDE} a side)"
+    return None
+
+
 def load_image(source: Source, min_side: int | None = None, color_order: str = "RGB") -> Image.Image:
     """Decode ``source`` to an upright RGB Pillow image.
 
@@ -117,9 +127,7 @@ def load_image(source: Source, min_side: int | None = None, color_order: str = "
     if isinstance(source, np.ndarray):
         return frame_to_image(source, color_order)
     im = source if isinstance(source, Image.Image) else _open(source)
-    w, h = im.size
-    problem = (f"image too large: {w}x{h} pixels (limit {MAX_PIXELS:,})" if w * h > MAX_PIXELS else
-               f"image too small: {w}x{h} pixels (at least {MIN_SIDE} a side)" if min(w, h) < MIN_SIDE else None)
+    problem = size_problem("image", *im.size)
     if problem:
         if im is not source:
             im.close()  # the file Pillow opened for the header
@@ -140,8 +148,9 @@ def frame_to_image(frame: np.ndarray, color_order: str = "RGB") -> Image.Image:
     """A camera frame (HxW, HxWx3 or HxWx4 uint8) in RGB or BGR order as an RGB image."""
     if frame.dtype != np.uint8:
         raise ImageError(f"frame must be uint8, got {frame.dtype}")
-    if frame.ndim >= 2 and min(frame.shape[:2]) < MIN_SIDE:
-        raise ImageError(f"frame too small: {frame.shape[1]}x{frame.shape[0]} pixels (at least {MIN_SIDE} a side)")
+    problem = size_problem("frame", frame.shape[1], frame.shape[0], limit=None) if frame.ndim >= 2 else None
+    if problem:
+        raise ImageError(problem)
     if frame.ndim == 2:
         return Image.fromarray(frame, "L").convert("RGB")
     if frame.ndim != 3 or frame.shape[2] not in (3, 4):
