@@ -108,9 +108,9 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def size_problem(what: str, w: int, h: int, limit: int | None = MAX_PIXELS) -> str | None:
+def size_problem(what: str, w: int, h: int, limit: int | None = None) -> str | None:
     """Why a ``w`` x ``h`` image or frame is refused (over ``limit`` pixels, a side under
-    :data:`MIN_SIDE`), or None. Frames, already decoded, have no limit."""
+    :data:`MIN_SIDE`), or None. Files are limited to :data:`MAX_PIXELS`; frames, already decoded, are not."""
     if limit and w * h > limit:
         return f"{what} too large: {w}x{h} pixels (limit {limit:,})"
     if min(w, h) < MIN_SIDE:
@@ -127,7 +127,7 @@ def load_image(source: Source, min_side: int | None = None, color_order: str = "
     if isinstance(source, np.ndarray):
         return frame_to_image(source, color_order)
     im = source if isinstance(source, Image.Image) else _open(source)
-    problem = size_problem("image", *im.size)
+    problem = size_problem("image", *im.size, MAX_PIXELS)
     if problem:
         if im is not source:
             im.close()  # the file Pillow opened for the header
@@ -148,7 +148,7 @@ def frame_to_image(frame: np.ndarray, color_order: str = "RGB") -> Image.Image:
     """A camera frame (HxW, HxWx3 or HxWx4 uint8) in RGB or BGR order as an RGB image."""
     if frame.dtype != np.uint8:
         raise ImageError(f"frame must be uint8, got {frame.dtype}")
-    problem = size_problem("frame", frame.shape[1], frame.shape[0], limit=None) if frame.ndim >= 2 else None
+    problem = size_problem("frame", frame.shape[1], frame.shape[0]) if frame.ndim >= 2 else None
     if problem:
         raise ImageError(problem)
     if frame.ndim == 2:
