@@ -42,7 +42,7 @@ to rule out skin cancer.
   `{meta['input']['crop']}`, colour constancy `{meta['input']['color_constancy']}`), converted to TFLite `{meta['quantization']}`: {meta['size_bytes'] / 1e6:.2f} MB,
   sha256 `{meta['sha256']}`.
 - Output: 7 logits; the edge applies softmax with the calibration temperature
-  T = {meta['calibration']['temperature']:.3f} (fitted on the validation split).
+  T = {meta['calibration']['temperature']:.3f} (fitted on {meta['calibration']['fitted_on']}).
 - Decisions: `refer` when a malignant class reaches its threshold ({refer}; set for
   {thr['refer_sensitivity_on_val']:.0%} sensitivity per class on validation), `uncertain` when the top
   probability is below {thr['confidence_floor']:.2f}, else `monitor`. It never says "benign".
@@ -50,7 +50,7 @@ to rule out skin cancer.
 ## Data
 HAM10000 dermoscopic images (7 classes: akiec, bcc, bkl, df, mel, nv, vasc), {sum(tr['counts'].values())}
 images from the folder `{Path(tr['data']).name}`. Split grouped by `lesion_id` (no lesion in two splits), stratified by diagnosis,
-seed {tr['seed']}: {tr['counts']}; split file sha256 `{tr['split_sha256']}` (`split.csv` here).
+seed {tr['seed']}: {tr['counts']}, trained on {' + '.join(tr.get('trained_on') or ['train'])}; split file sha256 `{tr['split_sha256']}` (`split.csv` here).
 The population is mostly fair-skinned (Austria, Australia); dx labels are histopathology for most
 malignant cases and follow-up/expert consensus for many benign ones.
 

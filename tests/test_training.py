@@ -230,6 +230,37 @@ def test_quantization_aware_phase_continues_a_soup_of_runs_and_converts(tiny_run
     assert str(twin_run) in made_by  # ... both ingredients
 
 
+def test_refit_trains_on_train_and_val_to_the_end_and_reuses_the_runs_calibration(tiny_run, ham_layout,
+                                                                                   tmp_path):
+    run = tmp_path / "refit"
+    proc = run_cli("train", "--data", str(ham_layout), "--arch", "mobilenetv2", "--alpha", "0.35",
+                   "--input-size", "48", "--epochs", "1", "--fine-tune-epochs", "2", "--patience", "1",
+                   "--batch", "16", "--refit", str(tiny_run), "--out", str(run), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = json.loads((tiny_run / "config.json").read_text())["counts"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["trained_on"] == ["train", "val"]
+    assert config["counts"] == {"train": counts["train"] + counts["val"], "val": 0, "test": counts["test"]}
+    assert (run / "split.csv").read_bytes() == (tiny_run / "split.csv").read_bytes()
+    history = list(csv.DictReader(open(run / "history.csv")))
+    assert len(history) == 3 and "val_balanced_accuracy" not in history[0]  # no early stop, nothing scored
+    assert proc.stdout.count("a refit keeps the last epoch") == 3
+    calibration = json.loads((run / "calibration.json").read_text())
+    assert calibration["temperature"] == json.loads((tiny_run / "calibration.json").read_text())["temperature"]
+    assert str(tiny_run) in calibration["fitted_on"]
+    bundle = tmp_path / "bundle"
+    proc = run_cli("convert", str(run), "--quantize", "float32", "--out", str(bundle), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    card = (bundle / "MODEL_CARD.md").read_text()
+    assert "trained on train + val" in card and f"fitted on val, by {tiny_run}" in card
+
+    other = tmp_path / "other.csv"
+    other.write_text((tiny_run / "split.csv").read_text().replace(",test\n", ",val\n", 1))
+    proc = run_cli("train", "--data", str(ham_layout), "--refit", str(tiny_run), "--split", str(other),
+                   "--out", str(tmp_path / "no"), timeout=600)
+    assert proc.returncode != 0 and "is not the split of --refit" in proc.stderr
+
+
 def test_colour_constancy_travels_from_training_to_the_device(tiny_run, ham_layout, tmp_path):
     from edge.classifier import Classifier
     from edge.preprocess import pixels, shades_of_gray

@@ -50,6 +50,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-batchnorm", action="store_true",
                    help="let BatchNorm statistics and scales adapt while fine-tuning")
     p.add_argument("--patience", type=int, default=6, help="early stopping patience (epochs)")
+    p.add_argument("--refit", metavar="RUN",
+                   help="train this recipe on train + validation of RUN's split, every phase to its end, "
+                   "keeping the last epoch and RUN's calibration (RUN: the same recipe trained on train "
+                   "alone, whose validation chose it)")
     p.add_argument("--refer-sensitivity", type=float, default=0.85,
                    help="validation sensitivity the referral thresholds are set for")
     p.add_argument("--confidence-floor", type=float, default=0.5)
@@ -89,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
         patience=args.patience, seed=args.seed, refer_sensitivity=args.refer_sensitivity,
         confidence_floor=args.confidence_floor, init=args.init, qat_epochs=args.qat_epochs,
         qat_lr=args.qat_lr, ema=args.ema, mixup=args.mixup, augmentation=args.augmentation,
-        color_constancy=args.color_constancy, train_batchnorm=args.train_batchnorm,
+        color_constancy=args.color_constancy, train_batchnorm=args.train_batchnorm, refit=args.refit,
         command="lesionlite " + shlex.join(sys.argv[1:]))
     try:
         run(cfg)

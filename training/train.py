@@ -13,6 +13,7 @@ from typing import Callable
 import keras
 import numpy as np
 
+from edge.bundle import sha256_file
 from edge.io import atomic_write_text
 from edge.labels import CLASSES
 from edge.metrics import balanced_accuracy, softmax
@@ -57,30 +58,39 @@ class TrainConfig:
     augmentation: str = "mild"
     color_constancy: str = "none"
     train_batchnorm: bool = False
+    refit: str | None = None
     workers: int = 4
     command: str = ""
 
 
 class BestBalancedAccuracy(keras.callbacks.Callback):
     """Scores validation balanced accuracy each epoch and keeps the best model on disk
-    (``export``, if given, makes the model to save: the plain twin of a quantization-aware one)."""
+    (``export``, if given, makes the model to save: the plain twin of a quantization-aware one).
+    Without validation data (``x`` None: a refit) every epoch is saved, so the last one is kept."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, path: Path,
+    def __init__(self, x: np.ndarray | None, y: np.ndarray | None, path: Path,
                  export: Callable[[], keras.Model] | None = None):
         super().__init__()
         self.x, self.y, self.path, self.export = x, y, path, export
         self.best = -1.0
 
+    def _save(self) -> None:
+        tmp = self.path.with_name(".tmp-" + self.path.name)
+        (self.export() if self.export else self.model).save(tmp)
+        os.replace(tmp, self.path)
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.x is None:
+            self._save()
+            print(f"\nepoch {epoch + 1}: saved {self.path.name} (a refit keeps the last epoch)")
+            return
         pred = self.model.predict(self.x, batch_size=64, verbose=0).argmax(axis=1)
         ba = balanced_accuracy(self.y, pred, len(CLASSES))
         if logs is not None:
             logs["val_balanced_accuracy"] = ba
         if ba > self.best:
             self.best = ba
-            tmp = self.path.with_name(".tmp-" + self.path.name)
-            (self.export() if self.export else self.model).save(tmp)
-            os.replace(tmp, self.path)
+            self._save()
             print(f"\nepoch {epoch + 1}: val balanced accuracy {ba:.4f} (best, saved {self.path.name})")
         else:
             print(f"\nepoch {epoch + 1}: val balanced accuracy {ba:.4f} (best {self.best:.4f})")
@@ -127,8 +137,25 @@ def soup(paths: list[str]) -> list[np.ndarray]:
             for ws in zip(*weights)]
 
 
+def _refit_source(cfg: TrainConfig) -> tuple[Path, dict]:
+    """For ``--refit RUN``: RUN's split file and calibration, which the refit reuses (it has no
+    held-out validation of its own); refuses a ``--split`` other than RUN's."""
+    source = Path(cfg.refit)
+    for name in ("split.csv", "calibration.json"):
+        if not (source / name).is_file():
+            raise DataError(f"--refit {source} is not a finished training run: no {name}")
+    split = source / "split.csv"
+    if cfg.split and sha256_file(Path(cfg.split)) != sha256_file(split):
+        raise DataError(f"--split {cfg.split} is not the split of --refit {source}: leave --split out")
+    calibration = json.loads((source / "calibration.json").read_text())
+    calibration["fitted_on"] = f"val, by {source} (the same recipe trained on train alone)"
+    return split, calibration
+
+
 def run(cfg: TrainConfig) -> Path:
-    """Train, keep the best checkpoint, calibrate on validation and report on test."""
+    """Train, keep the best checkpoint, calibrate on validation and report on test. With
+    ``cfg.refit``, train on train + validation instead, keep the last epoch and reuse the
+    calibration of the run named there."""
     size = tuple(cfg.input_size or DEFAULT_SIZE[cfg.arch])
     earlier = _init_configs(cfg)
     _check_init(cfg, earlier, size)
@@ -139,10 +166,15 @@ def run(cfg: TrainConfig) -> Path:
 
     index = index_dataset(cfg.data, cfg.metadata)
     print(index.summary())
-    assignment = read_split(Path(cfg.split)) if cfg.split else make_split(index.records, seed=cfg.seed)
+    split, calibration = _refit_source(cfg) if cfg.refit else (Path(cfg.split) if cfg.split else None, None)
+    assignment = read_split(split) if split else make_split(index.records, seed=cfg.seed)
     split_sha = write_split(out / "split.csv", index.records, assignment)
     parts = apply_split(index.records, assignment)
     print("split: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()))
+    trained_on = ["train", "val"] if cfg.refit else ["train"]
+    if cfg.refit:  # nothing is held out to select epochs on: every phase runs to its end
+        parts = {"train": parts["train"] + parts["val"], "val": [], "test": parts["test"]}
+        print(f"refit: training on train + val ({len(parts['train'])} images)")
 
     built = models.build(cfg.arch, size, len(CLASSES), None if cfg.init else cfg.weights, cfg.alpha)
     if cfg.init:  # continue from trained models of the same architecture (their mean if several)
@@ -156,7 +188,7 @@ def run(cfg: TrainConfig) -> Path:
               "classes": list(CLASSES),
               "data": str(Path(cfg.data).resolve()),
               "metadata": str(index.metadata.resolve()), "split_sha256": split_sha,
-              "counts": {k: len(v) for k, v in parts.items()}}
+              "counts": {k: len(v) for k, v in parts.items()}, "trained_on": trained_on}
     atomic_write_text(out / "config.json", json.dumps(config, indent=2))
 
     arrays = {k: pipeline.load_arrays(v, size, built.crop, cfg.color_constancy, cfg.workers, desc=k)
@@ -170,10 +202,12 @@ def run(cfg: TrainConfig) -> Path:
             if cfg.imbalance == "logit-adjust" else keras.losses.CategoricalCrossentropy(from_logits=True))
 
     best_path = out / "model.keras"
-    best = BestBalancedAccuracy(x_va, y_va, best_path)
-    callbacks = [best,
-                 keras.callbacks.EarlyStopping("val_balanced_accuracy", mode="max", patience=cfg.patience),
+    held_out = (None, None) if cfg.refit else (x_va, y_va)
+    callbacks = [BestBalancedAccuracy(*held_out, best_path),
                  keras.callbacks.CSVLogger(str(out / "history.csv"), append=True)]
+    if not cfg.refit:
+        callbacks.append(keras.callbacks.EarlyStopping("val_balanced_accuracy", mode="max",
+                                                       patience=cfg.patience))
     steps = pipeline.steps(len(x_tr), cfg.batch)
     phases = [("head" if built.backbone else "all", cfg.epochs, cfg.lr, None)]
     if built.backbone is not None:
@@ -197,7 +231,7 @@ def run(cfg: TrainConfig) -> Path:
             if name == "quantization-aware":  # from here on, checkpoints are scored with int8 rounding
                 model, points = qat.fake_quant_clone(built.model)
                 qat.calibrate(model, points, x_tr[representative_indices(y_tr)])
-                callbacks[0] = BestBalancedAccuracy(x_va, y_va, best_path, lambda: qat.baked_copy(built.model))
+                callbacks[0] = BestBalancedAccuracy(*held_out, best_path, lambda: qat.baked_copy(built.model))
                 print(f"simulating int8 rounding at {len(points)} tensors")
             # one epoch of linear warm-up, so Adam's first steps do not jolt pretrained weights
             warmup = steps if epochs > 1 else 0
@@ -219,17 +253,20 @@ def run(cfg: TrainConfig) -> Path:
     train_seconds = time.time() - started
     best_model = keras.models.load_model(best_path, compile=False)
     return finish(out, cfg, best_model, (x_va, y_va), (x_te, y_te), train_seconds,
-                  [r.lesion_id for r in parts["test"]])
+                  [r.lesion_id for r in parts["test"]], calibration)
 
 
 def finish(out: Path, cfg: TrainConfig, model: keras.Model, val: tuple, test: tuple,
-           train_seconds: float, test_lesions: list[str]) -> Path:
-    """Calibrate on validation, write ``calibration.json`` and the test report."""
-    val_logits = model.predict(val[0], batch_size=64, verbose=0)
-    temperature = fit_temperature(val_logits, val[1])
-    thresholds = decision_thresholds(softmax(val_logits, temperature), val[1], list(CLASSES),
-                                     cfg.refer_sensitivity, cfg.confidence_floor)
-    calibration = {"temperature": temperature, "thresholds": thresholds}
+           train_seconds: float, test_lesions: list[str], calibration: dict | None = None) -> Path:
+    """Calibrate on validation (unless ``calibration`` is given), write ``calibration.json``
+    and the test report."""
+    if calibration is None:
+        val_logits = model.predict(val[0], batch_size=64, verbose=0)
+        temperature = fit_temperature(val_logits, val[1])
+        thresholds = decision_thresholds(softmax(val_logits, temperature), val[1], list(CLASSES),
+                                         cfg.refer_sensitivity, cfg.confidence_floor)
+        calibration = {"temperature": temperature, "thresholds": thresholds, "fitted_on": "val"}
+    temperature = calibration["temperature"]
     atomic_write_text(out / "calibration.json", json.dumps(calibration, indent=2))
     test_logits = model.predict(test[0], batch_size=64, verbose=0)
     extra = {"run": str(out), "arch": cfg.arch, "split": "test (lesion-disjoint, split.csv)",
