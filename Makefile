@@ -21,8 +21,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 demo: $(DEMO_VENV)/.installed
 	$(DEMO_VENV)/bin/lesionlite classify samples/lesions samples/fullres samples/non-lesion
-	$(DEMO_VENV)/bin/lesionlite bench --runs 50 --warmup 5 --no-sweep \
-		--reference models/reference/tf2_mobilenet_v2_1.0_224_ptq.tflite
+	$(DEMO_VENV)/bin/lesionlite bench --runs 50 --warmup 5 --no-sweep --reference
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q

@@ -16,7 +16,7 @@ import numpy as np
 
 from edge.args import output_path, positive
 from edge.batch import classify_paths, find_images
-from edge.bundle import BundleError
+from edge.bundle import BundleError, models_dir
 from edge.classifier import Classifier
 from edge.io import atomic_write_text
 from edge.preprocess import ImageError, load_image, to_input
@@ -183,12 +183,21 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
+REFERENCE_NAME = "tf2_mobilenet_v2_1.0_224_ptq.tflite"
+
+
+def shipped_reference() -> Path:
+    """The latency yardstick that ships in ``models/reference/`` (checkout or install alike)."""
+    return models_dir() / "reference" / REFERENCE_NAME
+
+
 def add_arguments(p) -> None:
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--image", help="image to run end to end (default: a shipped 224 px sample)")
-    p.add_argument("--reference", help="a reference .tflite to time the same way, e.g. "
-                                       "tf2_mobilenet_v2_1.0_224_ptq.tflite")
+    p.add_argument("--reference", nargs="?", const=str(shipped_reference()), metavar="MODEL.tflite",
+                   help="also time this reference model the same way and print ours/reference "
+                   f"(alone: the shipped {REFERENCE_NAME})")
     sweep = p.add_mutually_exclusive_group()
     sweep.add_argument("--sweep", type=positive(int), nargs="+", metavar="THREADS",
                        help="thread counts to sweep (default: 1, 2 and the CPU count)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,7 @@ def test_figures_sweep_reference_and_folder_reach_the_json(tmp_path):
     folder = tmp_path / "photos"
     shutil.copytree(ROOT / "samples" / "lesions", folder)
     (folder / "broken.jpg").write_bytes(b"not a picture")
-    proc = run_cli("bench", "--runs", "5", "--warmup", "1", "--sweep", "1", "2", "--reference", str(REFERENCE),
+    proc = run_cli("bench", "--runs", "5", "--warmup", "1", "--sweep", "1", "2", "--reference",  # alone: the shipped one
                    "--folder", str(folder), "--json", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(out.read_text())
@@ -30,6 +31,7 @@ def test_figures_sweep_reference_and_folder_reach_the_json(tmp_path):
     assert r["ratio"]["invoke_ms"] == pytest.approx(invoke["p50"] / r["reference"]["invoke_ms"]["p50"], rel=1e-3)
     assert f"end-to-end / invoke-only (p50): {r['overhead_ratio_p50']:.2f}" in proc.stdout
     assert r["reference"]["size_mb"] == pytest.approx(4.07, abs=0.01)
+    assert Path(r["reference"]["model"]).samefile(REFERENCE)  # make test installs editable
     assert f"ours / reference ({REFERENCE.name}), p50: invoke {r['ratio']['invoke_ms']:.2f}" in proc.stdout
 
 
