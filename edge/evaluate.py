@@ -112,6 +112,11 @@ def main(args) -> int:
     unknown = sorted({lab for _, lab, _ in pairs} - set(codes))
     if unknown:
         raise SystemExit(f"error: labels {unknown} are not classes of this model ({codes})")
+    training = clf.bundle.meta.get("training") or {}
+    seen = args.split_file is not None and split in (training.get("trained_on") or ["train"])
+    if seen:
+        print(f"note: {clf.bundle.name} was trained on the {split} split: these figures are not held out",
+              file=sys.stderr)
     probs, y, lesions, failed = [], [], [], []
     rows = classify_paths(clf, [p for p, _, _ in pairs], args.workers, args.tta, _alteration(args))  # in order
     for row, (_, label, lesion) in zip(rows, pairs):
@@ -128,6 +133,7 @@ def main(args) -> int:
     metrics = evaluate(np.array(y), np.stack(probs), codes, np.array(lesions))
     metrics.update({"model": clf.bundle.name, "model_sha256": clf.bundle.sha256, "failed": len(failed),
                     "labels_csv": str(args.labels), "split": split if args.split_file else None,
+                    "held_out": None if args.split_file is None else not seen,
                     "light": args.light, "degrade": args.degrade})
     if args.light:
         print("simulated light: channel gains R,G,B = " + ",".join(f"{g:g}" for g in args.light))
