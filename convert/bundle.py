@@ -100,7 +100,8 @@ def build_metadata(run: Run, name: str, quantize: str, input_detail: dict, outpu
         "output": {"kind": "logits", "dtype": out_dtype,
                    "scale": float(out_q[0]) if out_dtype != "float32" else 0.0,
                    "zero_point": int(out_q[1]) if out_dtype != "float32" else 0},
-        "calibration": {"temperature": run.calibration["temperature"], "fitted_on": run.calibration.get("fitted_on", "val")},
+        "calibration": {"temperature": run.calibration["temperature"], "fitted_on": "val",
+                        **{k: v for k, v in run.calibration.items() if k == "fitted_by"}},  # a refit's
         "thresholds": run.calibration["thresholds"],
         "training": {k: cfg.get(k) for k in ("arch", "alpha", "input_size", "data", "metadata", "seed",
                                               "split_sha256", "counts", "trained_on", "epochs", "fine_tune_epochs",

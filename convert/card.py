@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edge.bundle import trained_on
 from edge.labels import DISCLAIMER
 from edge.metrics import interval_note
 
@@ -31,6 +32,9 @@ def model_card(meta: dict) -> str:
     recall = m["test"]["tflite"]["recall"]
     v = m["verification"]
     refer = ", ".join(f"{c} >= {t:.3f}" for c, t in thr["refer"].items())
+    by = meta["calibration"].get("fitted_by")
+    on_val = (f"the validation split by `{by}`, the same recipe trained on train alone (this model was "
+              "trained on validation too)" if by else "the validation split")
     return f"""# Model card: {meta['name']}
 
 **{DISCLAIMER}** This model is a decision aid for trained users (clinicians, dermoscopy-trained
@@ -42,15 +46,15 @@ to rule out skin cancer.
   `{meta['input']['crop']}`, colour constancy `{meta['input']['color_constancy']}`), converted to TFLite `{meta['quantization']}`: {meta['size_bytes'] / 1e6:.2f} MB,
   sha256 `{meta['sha256']}`.
 - Output: 7 logits; the edge applies softmax with the calibration temperature
-  T = {meta['calibration']['temperature']:.3f} (fitted on {meta['calibration']['fitted_on']}).
-- Decisions: `refer` when a malignant class reaches its threshold ({refer}; set for
-  {thr['refer_sensitivity_on_val']:.0%} sensitivity per class on validation), `uncertain` when the top
+  T = {meta['calibration']['temperature']:.3f} (fitted on {on_val}).
+- Decisions: `refer` when a malignant class reaches its threshold ({refer}; set on the
+  same split for {thr['refer_sensitivity_on_val']:.0%} sensitivity per class), `uncertain` when the top
   probability is below {thr['confidence_floor']:.2f}, else `monitor`. It never says "benign".
 
 ## Data
 HAM10000 dermoscopic images (7 classes: akiec, bcc, bkl, df, mel, nv, vasc), {sum(tr['counts'].values())}
 images from the folder `{Path(tr['data']).name}`. Split grouped by `lesion_id` (no lesion in two splits), stratified by diagnosis,
-seed {tr['seed']}: {tr['counts']}, trained on {' + '.join(tr.get('trained_on') or ['train'])}; split file sha256 `{tr['split_sha256']}` (`split.csv` here).
+seed {tr['seed']}: {tr['counts']}, trained on {' + '.join(trained_on(meta))}; split file sha256 `{tr['split_sha256']}` (`split.csv` here).
 The population is mostly fair-skinned (Austria, Australia); dx labels are histopathology for most
 malignant cases and follow-up/expert consensus for many benign ones.
 

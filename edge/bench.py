@@ -222,7 +222,7 @@ def _folder(text: str) -> ImageFolder:
 def main(args) -> int:
     if args.runs < 1 or args.warmup < 0:
         raise SystemExit("error: --runs must be >= 1 and --warmup >= 0")
-    if args.reference:  # a reference that cannot run fails now, not after the timing
+    if args.reference is not None:  # a reference that cannot run fails now, not after the timing
         try:
             Classifier(args.reference, args.threads, args.runtime)
         except (BundleError, RuntimeUnavailable) as exc:

@@ -90,6 +90,13 @@ def models_dir() -> Path:
     return Path(models.__file__).resolve().parent
 
 
+def trained_on(meta: dict) -> list[str] | None:
+    """The splits a bundle's model was trained on: None for a bare model, ``["train"]`` for bundles
+    made before refits (``lesionlite train --refit``) recorded it."""
+    training = meta.get("training")
+    return (training.get("trained_on") or ["train"]) if isinstance(training, dict) else None
+
+
 def default_bundle_path() -> Path:
     return Path(os.environ.get(MODELS_ENV) or models_dir() / DEFAULT_BUNDLE)
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from edge.args import output_path, positive
 from edge.batch import classify_paths, images_by_stem
+from edge.bundle import Bundle, sha256_file, trained_on
 from edge.classifier import Classifier
 from edge.degrade import DEGRADATIONS, DEGRADE_HELP, Alteration, relight
 from edge.io import atomic_write_text
@@ -98,6 +99,22 @@ def _alteration(args: argparse.Namespace) -> Alteration | None:
     return Alteration(light) if args.light else None
 
 
+def _held_out(bundle: Bundle, split_file: Path, split: str) -> bool | None:
+    """Whether the model never trained on ``split`` of ``split_file`` (None when unknown: a bare
+    model, or another split file than the one it was trained with); says so when it did."""
+    splits = trained_on(bundle.meta)
+    if splits is None:
+        return None
+    if sha256_file(split_file) != bundle.meta["training"].get("split_sha256"):
+        print(f"note: {split_file} is not the split {bundle.name} was trained with: whether these images "
+              "were held out is unknown", file=sys.stderr)
+        return None
+    if split in splits:
+        print(f"note: {bundle.name} was trained on the {split} split: these figures are not held out",
+              file=sys.stderr)
+    return split not in splits
+
+
 def main(args) -> int:
     if args.split and not args.split_file:
         raise SystemExit("error: --split needs --split-file (a split.csv naming each image's split)")
@@ -112,11 +129,7 @@ def main(args) -> int:
     unknown = sorted({lab for _, lab, _ in pairs} - set(codes))
     if unknown:
         raise SystemExit(f"error: labels {unknown} are not classes of this model ({codes})")
-    training = clf.bundle.meta.get("training") or {}
-    seen = args.split_file is not None and split in (training.get("trained_on") or ["train"])
-    if seen:
-        print(f"note: {clf.bundle.name} was trained on the {split} split: these figures are not held out",
-              file=sys.stderr)
+    held_out = _held_out(clf.bundle, Path(args.split_file), split) if args.split_file else None
     probs, y, lesions, failed = [], [], [], []
     rows = classify_paths(clf, [p for p, _, _ in pairs], args.workers, args.tta, _alteration(args))  # in order
     for row, (_, label, lesion) in zip(rows, pairs):
@@ -133,7 +146,7 @@ def main(args) -> int:
     metrics = evaluate(np.array(y), np.stack(probs), codes, np.array(lesions))
     metrics.update({"model": clf.bundle.name, "model_sha256": clf.bundle.sha256, "failed": len(failed),
                     "labels_csv": str(args.labels), "split": split if args.split_file else None,
-                    "held_out": None if args.split_file is None else not seen,
+                    "held_out": held_out,
                     "light": args.light, "degrade": args.degrade})
     if args.light:
         print("simulated light: channel gains R,G,B = " + ",".join(f"{g:g}" for g in args.light))

@@ -90,15 +90,17 @@ def test_metadata_rows_without_images_are_counted_and_a_split_file_is_checked(tm
     assert m["n"] == 16 and "note: 2 of 18 metadata rows have no image" in proc.stderr
 
     split = tmp_path / "split.csv"
-    for part, held_out in (("test", True), ("train", False)):  # every model here was trained on train
-        split.write_text("image_id,split\n" + "".join(f"{r['path'][:-4]},{part}\n" for r in rows))
-        out = tmp_path / f"{part}.json"
-        proc = run_cli("evaluate", str(meta), "--images", str(SAMPLES), "--split-file", str(split),
-                       "--split", part, "--json", str(out))
+    split.write_text("image_id,split\n" + "".join(f"{r['path'][:-4]},test\n" for r in rows))
+    for split_file, held_out in ((ROOT / "models" / "ham10000-efficientnet-lite0" / "split.csv", True),
+                                 (split, None)):  # the samples are test images of the shipped model's split
+        out = tmp_path / "split.json"
+        proc = run_cli("evaluate", str(meta), "--images", str(SAMPLES), "--split-file", str(split_file),
+                       "--split", "test", "--json", str(out))
         assert proc.returncode == 0, proc.stderr[-2000:]
         m = json.loads(out.read_text())
-        assert m["n"] == 16 and m["split"] == part and m["held_out"] is held_out
-        assert ("was trained on the train split: these figures are not held out" in proc.stderr) is not held_out
+        assert m["n"] == 16 and m["split"] == "test" and m["held_out"] is held_out
+        assert (f"note: {split} is not the split ham10000-efficientnet-lite0 was trained with" in proc.stderr) \
+            is (held_out is None)
 
     split.write_text("image_id,part\nISIC_0025994,test\n")
     proc = run_cli("evaluate", str(meta), "--images", str(SAMPLES), "--split-file", str(split))

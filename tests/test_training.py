@@ -232,33 +232,48 @@ def test_quantization_aware_phase_continues_a_soup_of_runs_and_converts(tiny_run
 
 def test_refit_trains_on_train_and_val_to_the_end_and_reuses_the_runs_calibration(tiny_run, ham_layout,
                                                                                    tmp_path):
+    recipe = ["--data", str(ham_layout), "--arch", "mobilenetv2", "--alpha", "0.35", "--input-size", "48",
+              "--epochs", "1", "--fine-tune-epochs", "1", "--batch", "16"]  # tiny_run's
     run = tmp_path / "refit"
-    proc = run_cli("train", "--data", str(ham_layout), "--arch", "mobilenetv2", "--alpha", "0.35",
-                   "--input-size", "48", "--epochs", "1", "--fine-tune-epochs", "2", "--patience", "1",
-                   "--batch", "16", "--refit", str(tiny_run), "--out", str(run), timeout=600)
+    proc = run_cli("train", *recipe, "--patience", "1", "--refit", str(tiny_run), "--out", str(run), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    counts = json.loads((tiny_run / "config.json").read_text())["counts"]
     config = json.loads((run / "config.json").read_text())
-    assert config["trained_on"] == ["train", "val"]
-    assert config["counts"] == {"train": counts["train"] + counts["val"], "val": 0, "test": counts["test"]}
+    counts = json.loads((tiny_run / "config.json").read_text())["counts"]
+    assert config["trained_on"] == ["train", "val"] and config["counts"] == counts
+    assert f"refit: training on train + val ({counts['train'] + counts['val']} images)" in proc.stdout
     assert (run / "split.csv").read_bytes() == (tiny_run / "split.csv").read_bytes()
     history = list(csv.DictReader(open(run / "history.csv")))
-    assert len(history) == 3 and "val_balanced_accuracy" not in history[0]  # no early stop, nothing scored
-    assert proc.stdout.count("a refit keeps the last epoch") == 3
-    calibration = json.loads((run / "calibration.json").read_text())
-    assert calibration["temperature"] == json.loads((tiny_run / "calibration.json").read_text())["temperature"]
-    assert str(tiny_run) in calibration["fitted_on"]
+    assert len(history) == 2 and "val_balanced_accuracy" not in history[0]  # nothing scored on val
+    assert proc.stdout.count("a refit keeps the last epoch") == 2
+    source = json.loads((tiny_run / "calibration.json").read_text())
+    assert json.loads((run / "calibration.json").read_text()) == {**source, "fitted_by": tiny_run.name}
+
     bundle = tmp_path / "bundle"
     proc = run_cli("convert", str(run), "--quantize", "float32", "--out", str(bundle), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     card = (bundle / "MODEL_CARD.md").read_text()
-    assert "trained on train + val" in card and f"fitted on val, by {tiny_run}" in card
+    assert "trained on train + val" in card and f"by `{tiny_run.name}`, the same recipe trained on train alone" in card
+    for part, held_out in (("val", False), ("test", True)):
+        out = tmp_path / f"{part}.json"
+        proc = run_cli("evaluate", str(ham_layout / "HAM10000_metadata.csv"), "--images", str(ham_layout),
+                       "--split-file", str(bundle / "split.csv"), "--split", part, "-m", str(bundle),
+                       "--json", str(out))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert json.loads(out.read_text())["held_out"] is held_out
+        assert ("was trained on the val split: these figures are not held out" in proc.stderr) is not held_out
 
     other = tmp_path / "other.csv"
     other.write_text((tiny_run / "split.csv").read_text().replace(",test\n", ",val\n", 1))
-    proc = run_cli("train", "--data", str(ham_layout), "--refit", str(tiny_run), "--split", str(other),
-                   "--out", str(tmp_path / "no"), timeout=600)
-    assert proc.returncode != 0 and "is not the split of --refit" in proc.stderr
+    for args, message in (
+            (["--refit", str(tiny_run), "--split", str(other)], "is not the split of --refit"),
+            (["--refit", str(run)], f"--refit {run} was trained on val itself"),
+            (["--refit", str(tiny_run), "--fine-tune-epochs", "2"],
+             f"--refit {tiny_run} used another recipe: --fine-tune-epochs 1 (this run 2)"),
+            (["--init", str(run / "model.keras"), "--epochs", "0", "--fine-tune-epochs", "0", "--qat-epochs", "1"],
+             f"--init {run / 'model.keras'} was trained on val too")):
+        proc = run_cli("train", *recipe, *args, "--out", str(tmp_path / "no"), timeout=600)
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "no").exists()
 
 
 def test_colour_constancy_travels_from_training_to_the_device(tiny_run, ham_layout, tmp_path):

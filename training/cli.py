@@ -52,8 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, default=6, help="early stopping patience (epochs)")
     p.add_argument("--refit", metavar="RUN",
                    help="train this recipe on train + validation of RUN's split, every phase to its end, "
-                   "keeping the last epoch and RUN's calibration (RUN: the same recipe trained on train "
-                   "alone, whose validation chose it)")
+                   "keeping the last epoch and RUN's calibration (RUN: the run of the same recipe, float or "
+                   "quantization-aware, trained on train alone, whose validation chose it)")
     p.add_argument("--refer-sensitivity", type=float, default=0.85,
                    help="validation sensitivity the referral thresholds are set for")
     p.add_argument("--confidence-floor", type=float, default=0.5)

@@ -104,12 +104,16 @@ def _init_configs(cfg: TrainConfig) -> list[dict]:
 
 def _check_init(cfg: TrainConfig, earlier: list[dict], size: tuple[int, int]) -> None:
     """Refuse to continue a run (``earlier``: the configs of the ``--init`` runs) that saw its images
-    at another size or colour correction (a CNN's weights load at any size)."""
+    at another size or colour correction (a CNN's weights load at any size), or that was trained on
+    validation unless this run is a refit too."""
     ours = (list(size), cfg.color_constancy, cfg.arch)
     for init, config in zip(cfg.init, earlier):
         if not config:
             print(f"note: no config.json beside {init}: its input size and colour constancy are not checked")
             continue
+        if "val" in config.get("trained_on", ["train"]) and not cfg.refit:
+            raise DataError(f"--init {init} was trained on val too, so val cannot choose or calibrate what "
+                            "follows: continue it with --refit RUN")
         theirs = (config.get("input_size", list(size)), color_constancy(config), config.get("arch", cfg.arch))
         if ours != theirs:
             def look(v: tuple) -> str:
@@ -137,19 +141,34 @@ def soup(paths: list[str]) -> list[np.ndarray]:
             for ws in zip(*weights)]
 
 
-def _refit_source(cfg: TrainConfig) -> tuple[Path, dict]:
+RECIPE = ("arch", "alpha", "input_size", "color_constancy", "augmentation", "imbalance", "class_weight_power",
+          "label_smoothing", "mixup", "ema", "epochs", "fine_tune_epochs", "fine_tune_fraction", "lr",
+          "fine_tune_lr", "qat_epochs", "qat_lr", "batch", "train_batchnorm", "refer_sensitivity",
+          "confidence_floor")
+"""What a refit shares with the run whose calibration it reuses."""
+
+
+def _refit_source(cfg: TrainConfig, size: tuple[int, int]) -> tuple[Path, dict]:
     """For ``--refit RUN``: RUN's split file and calibration, which the refit reuses (it has no
-    held-out validation of its own); refuses a ``--split`` other than RUN's."""
+    held-out validation of its own). Refuses a RUN that saw val, used another recipe (see
+    :data:`RECIPE`) or another split than ``--split``."""
     source = Path(cfg.refit)
-    for name in ("split.csv", "calibration.json"):
+    for name in ("config.json", "split.csv", "calibration.json"):
         if not (source / name).is_file():
             raise DataError(f"--refit {source} is not a finished training run: no {name}")
+    theirs = json.loads((source / "config.json").read_text())
+    if "val" in theirs.get("trained_on", ["train"]):
+        raise DataError(f"--refit {source} was trained on val itself: name the run that held val out")
+    defaults, ours = asdict(TrainConfig(data="", out="")), {**asdict(cfg), "input_size": list(size)}
+    differ = [f"--{k.replace('_', '-')} {theirs.get(k, defaults[k])} (this run {ours[k]})"
+              for k in RECIPE if theirs.get(k, defaults[k]) != ours[k]]
+    if differ:
+        raise DataError(f"--refit {source} used another recipe: " + ", ".join(differ))
     split = source / "split.csv"
     if cfg.split and sha256_file(Path(cfg.split)) != sha256_file(split):
         raise DataError(f"--split {cfg.split} is not the split of --refit {source}: leave --split out")
     calibration = json.loads((source / "calibration.json").read_text())
-    calibration["fitted_on"] = f"val, by {source} (the same recipe trained on train alone)"
-    return split, calibration
+    return split, {**calibration, "fitted_by": source.name}
 
 
 def run(cfg: TrainConfig) -> Path:
@@ -159,6 +178,7 @@ def run(cfg: TrainConfig) -> Path:
     size = tuple(cfg.input_size or DEFAULT_SIZE[cfg.arch])
     earlier = _init_configs(cfg)
     _check_init(cfg, earlier, size)
+    split, calibration = _refit_source(cfg, size) if cfg.refit else (Path(cfg.split) if cfg.split else None, None)
     keras.utils.set_random_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,11 +186,11 @@ def run(cfg: TrainConfig) -> Path:
 
     index = index_dataset(cfg.data, cfg.metadata)
     print(index.summary())
-    split, calibration = _refit_source(cfg) if cfg.refit else (Path(cfg.split) if cfg.split else None, None)
     assignment = read_split(split) if split else make_split(index.records, seed=cfg.seed)
     split_sha = write_split(out / "split.csv", index.records, assignment)
     parts = apply_split(index.records, assignment)
     print("split: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()))
+    counts = {k: len(v) for k, v in parts.items()}
     trained_on = ["train", "val"] if cfg.refit else ["train"]
     if cfg.refit:  # nothing is held out to select epochs on: every phase runs to its end
         parts = {"train": parts["train"] + parts["val"], "val": [], "test": parts["test"]}
@@ -188,7 +208,7 @@ def run(cfg: TrainConfig) -> Path:
               "classes": list(CLASSES),
               "data": str(Path(cfg.data).resolve()),
               "metadata": str(index.metadata.resolve()), "split_sha256": split_sha,
-              "counts": {k: len(v) for k, v in parts.items()}, "trained_on": trained_on}
+              "counts": counts, "trained_on": trained_on}
     atomic_write_text(out / "config.json", json.dumps(config, indent=2))
 
     arrays = {k: pipeline.load_arrays(v, size, built.crop, cfg.color_constancy, cfg.workers, desc=k)
@@ -247,7 +267,8 @@ def run(cfg: TrainConfig) -> Path:
                              callbacks=swap + callbacks, verbose=1 if sys.stdout.isatty() else 2)
             epoch += len(hist.epoch)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: keeping the best checkpoint so far ({best_path})")
+        kept = "the last epoch so far: the schedule did not finish" if cfg.refit else "the best checkpoint so far"
+        print(f"\ninterrupted: keeping {kept} ({best_path})")
     if not best_path.exists():
         raise SystemExit("error: no checkpoint was saved: training stopped before the first epoch ended")
     train_seconds = time.time() - started
@@ -265,7 +286,7 @@ def finish(out: Path, cfg: TrainConfig, model: keras.Model, val: tuple, test: tu
         temperature = fit_temperature(val_logits, val[1])
         thresholds = decision_thresholds(softmax(val_logits, temperature), val[1], list(CLASSES),
                                          cfg.refer_sensitivity, cfg.confidence_floor)
-        calibration = {"temperature": temperature, "thresholds": thresholds, "fitted_on": "val"}
+        calibration = {"temperature": temperature, "thresholds": thresholds}
     temperature = calibration["temperature"]
     atomic_write_text(out / "calibration.json", json.dumps(calibration, indent=2))
     test_logits = model.predict(test[0], batch_size=64, verbose=0)
