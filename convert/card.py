@@ -33,8 +33,8 @@ def model_card(meta: dict) -> str:
     v = m["verification"]
     refer = ", ".join(f"{c} >= {t:.3f}" for c, t in thr["refer"].items())
     by = meta["calibration"].get("fitted_by")
-    on_val = (f"the validation split by `{by}`, the same recipe trained on train alone (this model was "
-              "trained on validation too)" if by else "the validation split")
+    on_val = (f"the validation split by `{by}`, the same recipe trained on train alone: this model "
+              "also trained on validation" if by else "the validation split")
     return f"""# Model card: {meta['name']}
 
 **{DISCLAIMER}** This model is a decision aid for trained users (clinicians, dermoscopy-trained

@@ -240,6 +240,7 @@ def test_refit_trains_on_train_and_val_to_the_end_and_reuses_the_runs_calibratio
     config = json.loads((run / "config.json").read_text())
     counts = json.loads((tiny_run / "config.json").read_text())["counts"]
     assert config["trained_on"] == ["train", "val"] and config["counts"] == counts
+    assert config["commands"][0] == json.loads((tiny_run / "config.json").read_text())["commands"][0]  # reproducible
     assert f"refit: training on train + val ({counts['train'] + counts['val']} images)" in proc.stdout
     assert (run / "split.csv").read_bytes() == (tiny_run / "split.csv").read_bytes()
     history = list(csv.DictReader(open(run / "history.csv")))

@@ -123,8 +123,8 @@ def _check_init(cfg: TrainConfig, earlier: list[dict], size: tuple[int, int]) ->
 
 
 def _history(cfg: TrainConfig, earlier: list[dict]) -> list[str]:
-    """The commands that made this run: those of the ``--init`` models' runs (their configs
-    ``earlier``), where known, then this one."""
+    """The commands that made this run: those of the runs it builds on (their configs ``earlier``:
+    a refit's source, the ``--init`` models' runs), where known, then this one."""
     made = [c for config in earlier for c in made_by(config)]
     return list(dict.fromkeys(made + ([cfg.command] if cfg.command else [])))
 
@@ -148,9 +148,9 @@ RECIPE = ("arch", "alpha", "input_size", "color_constancy", "augmentation", "imb
 """What a refit shares with the run whose calibration it reuses."""
 
 
-def _refit_source(cfg: TrainConfig, size: tuple[int, int]) -> tuple[Path, dict]:
-    """For ``--refit RUN``: RUN's split file and calibration, which the refit reuses (it has no
-    held-out validation of its own). Refuses a RUN that saw val, used another recipe (see
+def _refit_source(cfg: TrainConfig, size: tuple[int, int]) -> tuple[Path, dict, dict]:
+    """For ``--refit RUN``: RUN's split file, calibration and config; the refit reuses the first two
+    (it has no held-out validation of its own). Refuses a RUN that saw val, used another recipe (see
     :data:`RECIPE`) or another split than ``--split``."""
     source = Path(cfg.refit)
     for name in ("config.json", "split.csv", "calibration.json"):
@@ -168,7 +168,7 @@ def _refit_source(cfg: TrainConfig, size: tuple[int, int]) -> tuple[Path, dict]:
     if cfg.split and sha256_file(Path(cfg.split)) != sha256_file(split):
         raise DataError(f"--split {cfg.split} is not the split of --refit {source}: leave --split out")
     calibration = json.loads((source / "calibration.json").read_text())
-    return split, {**calibration, "fitted_by": source.name}
+    return split, {**calibration, "fitted_by": source.name}, theirs
 
 
 def run(cfg: TrainConfig) -> Path:
@@ -178,7 +178,8 @@ def run(cfg: TrainConfig) -> Path:
     size = tuple(cfg.input_size or DEFAULT_SIZE[cfg.arch])
     earlier = _init_configs(cfg)
     _check_init(cfg, earlier, size)
-    split, calibration = _refit_source(cfg, size) if cfg.refit else (Path(cfg.split) if cfg.split else None, None)
+    split, calibration, source = (_refit_source(cfg, size) if cfg.refit
+                                  else (Path(cfg.split) if cfg.split else None, None, None))
     keras.utils.set_random_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -204,8 +205,8 @@ def run(cfg: TrainConfig) -> Path:
             raise
         except ValueError as exc:
             raise DataError(f"--init does not fit --arch {cfg.arch} at {size[0]}x{size[1]} px: {exc}") from None
-    config = {**asdict(cfg), "commands": _history(cfg, earlier), "input_size": list(size), "crop": built.crop,
-              "classes": list(CLASSES),
+    config = {**asdict(cfg), "commands": _history(cfg, ([source] if source else []) + earlier),
+              "input_size": list(size), "crop": built.crop, "classes": list(CLASSES),
               "data": str(Path(cfg.data).resolve()),
               "metadata": str(index.metadata.resolve()), "split_sha256": split_sha,
               "counts": counts, "trained_on": trained_on}
