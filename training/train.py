@@ -102,6 +102,11 @@ def _init_configs(cfg: TrainConfig) -> list[dict]:
     return [json.loads(p.read_text()) if p.is_file() else {} for p in paths]
 
 
+def _saw_val(config: dict) -> bool:
+    """Whether the run of this ``config.json`` trained on the validation split (a refit)."""
+    return "val" in config.get("trained_on", ["train"])  # runs from before refits trained on train
+
+
 def _check_init(cfg: TrainConfig, earlier: list[dict], size: tuple[int, int]) -> None:
     """Refuse to continue a run (``earlier``: the configs of the ``--init`` runs) that saw its images
     at another size or colour correction (a CNN's weights load at any size), or that was trained on
@@ -111,7 +116,7 @@ def _check_init(cfg: TrainConfig, earlier: list[dict], size: tuple[int, int]) ->
         if not config:
             print(f"note: no config.json beside {init}: its input size and colour constancy are not checked")
             continue
-        if "val" in config.get("trained_on", ["train"]) and not cfg.refit:
+        if _saw_val(config) and not cfg.refit:
             raise DataError(f"--init {init} was trained on val too, so val cannot choose or calibrate what "
                             "follows: continue it with --refit RUN")
         theirs = (config.get("input_size", list(size)), color_constancy(config), config.get("arch", cfg.arch))
@@ -157,7 +162,7 @@ def _refit_source(cfg: TrainConfig, size: tuple[int, int]) -> tuple[Path, dict, 
         if not (source / name).is_file():
             raise DataError(f"--refit {source} is not a finished training run: no {name}")
     theirs = json.loads((source / "config.json").read_text())
-    if "val" in theirs.get("trained_on", ["train"]):
+    if _saw_val(theirs):
         raise DataError(f"--refit {source} was trained on val itself: name the run that held val out")
     defaults, ours = asdict(TrainConfig(data="", out="")), {**asdict(cfg), "input_size": list(size)}
     differ = [f"--{k.replace('_', '-')} {theirs.get(k, defaults[k])} (this run {ours[k]})"
