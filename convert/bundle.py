@@ -13,7 +13,7 @@ import numpy as np
 
 from convert.card import model_card
 from convert.tflite import convert, representative_indices
-from convert.verify import Verification, verify
+from convert.verify import verify
 from edge import __version__
 from edge.bundle import LABELS_FILE, METADATA_FILE, MODEL_FILE, SCHEMA, from_metadata, sha256_file
 from edge.classifier import Classifier
@@ -166,24 +166,33 @@ def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str |
         raise ConversionRefused(f"refusing {quantize} conversion: " + " | ".join(refusals))
     _, _, model_bytes, meta, check, lite_probs = min(passed, key=lambda c: c[:2])  # fewest ties, then order
     n_val = len(arrays["val"][1])
-    meta["metrics"] = _metrics(check, arrays, float_probs[n_val:], lite_probs[n_val:], run.config["classes"])
-    _write_bundle(out, run, meta, model_bytes, made_by(run.config) + ([command] if command else []))
+    y_test, lesions, classes = arrays["test"][1], arrays["test_lesions"], run.config["classes"]
+    lite_test = evaluate(y_test, lite_probs[n_val:], classes, lesions)
+    meta["metrics"] = {
+        "split": "test: lesion-disjoint split of split.csv",
+        "verification": {**check.to_dict(), "on": "val + test"},
+        "test": {"float": summarize(evaluate(y_test, float_probs[n_val:], classes, lesions)),
+                 "tflite": summarize(lite_test)},
+    }
+    _write_bundle(out, run, meta, model_bytes, made_by(run.config) + ([command] if command else []),
+                  (y_test, lite_probs[n_val:], lite_test["confusion_matrix"]))
     return meta
 
 
-def _metrics(check: Verification, arrays: dict, float_test: np.ndarray, lite_test: np.ndarray,
-             classes: list[str]) -> dict:
-    y_test, lesions = arrays["test"][1], arrays["test_lesions"]
-    return {
-        "split": "test: lesion-disjoint split of split.csv",
-        "verification": {**check.to_dict(), "on": "val + test"},
-        "test": {"float": summarize(evaluate(y_test, float_test, classes, lesions)),
-                 "tflite": summarize(evaluate(y_test, lite_test, classes, lesions))},
-    }
+def _write_plots(stage: Path, meta: dict, y: np.ndarray, probs: np.ndarray, confusion: list) -> None:
+    """The converted model's confusion matrix and reliability plot on the test split (``probs``:
+    its calibrated probabilities, softmax(z / T); softmax(z) is their T-th power, renormalized)."""
+    from training.report import write_plots
+
+    raw = probs.astype(np.float64) ** meta["calibration"]["temperature"]
+    write_plots(stage, y, raw / raw.sum(axis=1, keepdims=True), probs, confusion,
+                [lab["code"] for lab in meta["labels"]], f"{meta['name']}, TFLite {meta['quantization']}, test split")
 
 
-def _write_bundle(out: Path, run: Run, meta: dict, model_bytes: bytes, commands: list[str]) -> None:
-    """Write every bundle file into a temporary folder, then swap it into place."""
+def _write_bundle(out: Path, run: Run, meta: dict, model_bytes: bytes, commands: list[str],
+                  test: tuple[np.ndarray, np.ndarray, list]) -> None:
+    """Write every bundle file into a temporary folder, then swap it into place (``test``: labels,
+    calibrated probabilities and confusion matrix of the converted model on the test split)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     meta["created"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -197,9 +206,7 @@ def _write_bundle(out: Path, run: Run, meta: dict, model_bytes: bytes, commands:
         (stage / "MODEL_CARD.md").write_text(model_card(meta))
         (stage / "README.md").write_text("# How this bundle was made\n\n```sh\n" + "\n".join(commands) + "\n```\n")
         shutil.copyfile(run.path / "split.csv", stage / "split.csv")
-        for png in ("confusion_matrix.png", "reliability.png"):
-            if (run.path / "report" / png).is_file():
-                shutil.copyfile(run.path / "report" / png, stage / png)
+        _write_plots(stage, meta, *test)
         stage.chmod(0o755)
         if out.exists():
             old = out.with_name(f".{out.name}.old")

@@ -35,6 +35,9 @@ def model_card(meta: dict) -> str:
     by = meta["calibration"].get("fitted_by")
     on_val = (f"the validation split by `{by}`, the same recipe trained on train alone: this model "
               "also trained on validation" if by else "the validation split")
+    rule = (f" of `{by}`; this model's own sensitivity at them is measured on test only" if by else "")
+    seen = ("; validation is training data for this model, so this checks the conversion, not accuracy"
+            if "val" in trained_on(meta) else "")
     return f"""# Model card: {meta['name']}
 
 **{DISCLAIMER}** This model is a decision aid for trained users (clinicians, dermoscopy-trained
@@ -47,8 +50,8 @@ to rule out skin cancer.
   sha256 `{meta['sha256']}`.
 - Output: 7 logits; the edge applies softmax with the calibration temperature
   T = {meta['calibration']['temperature']:.3f} (fitted on {on_val}).
-- Decisions: `refer` when a malignant class reaches its threshold ({refer}; set on the
-  same split for {thr['refer_sensitivity_on_val']:.0%} sensitivity per class), `uncertain` when the top
+- Decisions: `refer` when a malignant class reaches its threshold ({refer}; set on
+  validation for {thr['refer_sensitivity_on_val']:.0%} sensitivity per class{rule}), `uncertain` when the top
   probability is below {thr['confidence_floor']:.2f}, else `monitor`. It never says "benign".
 
 ## Data
@@ -67,7 +70,7 @@ The interval is a bootstrap over the test lesions, each class resampled on its o
 the figure could move on another sample of lesions like these, which the rare classes dominate.
 Per-class recall (TFLite): {', '.join(f'{c} {_f(r)}' for c, r in recall.items())}.
 
-Conversion check (validation + test, through the edge runtime): top-1 agreement with Keras
+Conversion check (validation + test, through the edge runtime{seen}): top-1 agreement with Keras
 {v['agreement']:.2%}, balanced accuracy change {-v['balanced_accuracy_loss'] * 100:+.2f} points, max probability
 difference {v['max_probability_difference']:.3f}, top-1 ties {v['top1_ties']:.2%}.
 

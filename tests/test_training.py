@@ -133,6 +133,9 @@ def test_tiny_training_run_converts_to_every_format(tiny_run, tmp_path, lesion_i
         assert sum(res.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
         assert (out / "MODEL_CARD.md").read_text().count("not a diagnosis") >= 1
         assert (out / "split.csv").read_bytes() == (run / "split.csv").read_bytes()
+        for png in ("confusion_matrix.png", "reliability.png"):  # drawn for the converted model
+            assert Image.open(out / png).format == "PNG"
+            assert (out / png).read_bytes() != (run / "report" / png).read_bytes()
         readme = (out / "README.md").read_text()
         assert "lesionlite train" in readme and f"lesionlite convert {run}" in readme
         if quant == "float32":

@@ -51,6 +51,14 @@ def plot_reliability(curves: dict[str, dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def write_plots(out: Path, y: np.ndarray, probs_raw: np.ndarray, probs_cal: np.ndarray, confusion: list,
+                classes: list[str], title: str) -> None:
+    """``confusion_matrix.png`` and ``reliability.png`` (before and after temperature scaling)."""
+    plot_confusion(np.array(confusion), classes, out / "confusion_matrix.png", title)
+    plot_reliability({"uncalibrated": reliability(probs_raw, y), "temperature-scaled": reliability(probs_cal, y)},
+                     out / "reliability.png", title)
+
+
 def write_report(out: Path, y: np.ndarray, probs_raw: np.ndarray, probs_cal: np.ndarray,
                  classes: list[str], title: str, extra: dict, lesions: list[str] | None = None) -> dict:
     """Write ``metrics.json``, ``confusion_matrix.png``, ``reliability.png`` and ``summary.md``
@@ -60,9 +68,7 @@ def write_report(out: Path, y: np.ndarray, probs_raw: np.ndarray, probs_cal: np.
     metrics["ece_uncalibrated"] = reliability(probs_raw, y)["ece"]
     metrics.update(extra)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
-    plot_confusion(np.array(metrics["confusion_matrix"]), classes, out / "confusion_matrix.png", title)
-    plot_reliability({"uncalibrated": reliability(probs_raw, y), "temperature-scaled": reliability(probs_cal, y)},
-                     out / "reliability.png", title)
+    write_plots(out, y, probs_raw, probs_cal, metrics["confusion_matrix"], classes, title)
     lines = [f"# {title}", "",
              "Decision aid only, not a diagnosis. Figures are on the lesion-disjoint split named below.", ""]
     lines += [f"- {k}: {v}" for k, v in extra.items()]
