@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from edge.bundle import trained_on
 from edge.classifier import Classifier
 from edge.labels import DISCLAIMER
 from edge.metrics import interval_note
@@ -26,7 +27,13 @@ def main(args) -> int:
     checked = "verified" if m.get("sha256") == bundle.sha256 else "no metadata.json to check it against"
     print(f"file {bundle.model_path} (sha256 {bundle.sha256[:16]}..., {checked}), runtime {clf.runtime}")
     print(f"created {m.get('created')} by lesionlite {m.get('code_version')}")
-    print(f"labels: {', '.join(bundle.codes)}; temperature {bundle.temperature:.3f}")
+    cal = m.get("calibration", {})
+    by = f" by {cal['fitted_by']}" if cal.get("fitted_by") else ""
+    print(f"labels: {', '.join(bundle.codes)}; temperature {bundle.temperature:.3f} "
+          f"(fitted on {cal.get('fitted_on', 'val')}{by})")
+    splits = trained_on(m)
+    if splits:  # metadata written by convert always says
+        print(f"trained on: {' + '.join(splits)} of its split.csv")
     print(f"thresholds: {json.dumps(bundle.thresholds)}")
     if test:
         interval = interval_note(test.get("balanced_accuracy_ci95"))

@@ -52,6 +52,15 @@ def test_shipped_bundle_classifies_a_real_jpeg(lesion_images):
     assert clf.bundle.meta["quantization"] == "int8" and clf.spec.dtype == "uint8"
 
 
+def test_info_says_what_the_shipped_model_was_trained_and_calibrated_on():
+    meta = Classifier().bundle.meta
+    proc = run_cli("info")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"trained on: {' + '.join(meta['training']['trained_on'])} of its split.csv" in proc.stdout
+    by = f" by {meta['calibration']['fitted_by']}" if "fitted_by" in meta["calibration"] else ""
+    assert f"temperature {meta['calibration']['temperature']:.3f} (fitted on val{by})" in proc.stdout
+
+
 def test_tta_answer_does_not_depend_on_how_the_lesion_was_turned(lesion_images):
     clf = Classifier()
     rgb = clf.preprocess(lesion_images[0])
