@@ -30,6 +30,8 @@ reading its header, so the size checks run first; others (ICO, ICNS, ...) are re
 
 # Pillow warns of a bomb from 89 million pixels, over MAX_PIXELS: such an image is refused anyway.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# A photo whose EXIF block is damaged is read as far as it can be, without Pillow's warnings about it.
+warnings.filterwarnings("ignore", category=UserWarning, module="PIL.TiffImagePlugin")
 
 Source = Union[str, Path, bytes, BinaryIO, Image.Image, np.ndarray]
 
@@ -144,11 +146,12 @@ def load_image(source: Source, min_side: int | None = None, color_order: str = "
         raise ImageError(f"corrupt or truncated image: {exc}") from None
 
 
-def frame_to_image(frame: np.ndarray, color_order: str = "RGB") -> Image.Image:
-    """A camera frame (HxW, HxWx3 or HxWx4 uint8) in RGB or BGR order as an RGB image."""
+def frame_to_image(frame: np.ndarray, color_order: str = "RGB", check_size: bool = True) -> Image.Image:
+    """A camera frame (HxW, HxWx3 or HxWx4 uint8) in RGB or BGR order as an RGB image; one too
+    small to classify is refused unless ``check_size`` is False (to draw it)."""
     if frame.dtype != np.uint8:
         raise ImageError(f"frame must be uint8, got {frame.dtype}")
-    problem = size_problem("frame", frame.shape[1], frame.shape[0]) if frame.ndim >= 2 else None
+    problem = size_problem("frame", frame.shape[1], frame.shape[0]) if check_size and frame.ndim >= 2 else None
     if problem:
         raise ImageError(problem)
     if frame.ndim == 2:

@@ -218,6 +218,22 @@ def test_frames_too_small_to_measure_are_refused_without_warnings(tmp_path: Path
     assert not shots(tmp_path / "s") and not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
 
+def test_a_video_of_frames_too_small_to_classify_is_shown_with_retake(tmp_path: Path) -> None:
+    cv2 = pytest.importorskip("cv2")
+    video = tmp_path / "tiny.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (16, 16))
+    for _ in range(5):
+        writer.write(cv2.resize(cv2.imread(str(SHARP)), (16, 16)))
+    writer.release()
+    save = tmp_path / "s"
+    proc = run_cli("camera", "--source", f"replay:{video}", "--display", "headless", "--save-dir", str(save),
+                   "--frames", "5", "--fps", "40", "--frame-every", "1")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "retake: too small" in proc.stdout
+    frames = sorted((save / ".frames").glob("*.jpg"))  # drawn, upscaled, with the retake panel
+    assert frames and Image.open(frames[-1]).height == MIN_HEIGHT
+
+
 def test_a_save_dir_that_is_a_file_is_refused_in_one_line(tmp_path: Path) -> None:
     taken = tmp_path / "shots.jpg"
     taken.write_bytes(b"x")

@@ -173,7 +173,7 @@ def overlay_rgba(size: tuple[int, int], view: View) -> Image.Image:
 
 def annotate(frame: np.ndarray, color_order: str, view: View) -> Image.Image:
     """``frame`` with the overlay pasted on (upscaled first if shorter than :data:`MIN_HEIGHT`)."""
-    im = frame_to_image(frame, color_order)
+    im = frame_to_image(frame, color_order, check_size=False)  # a frame too small to classify is still shown
     if im.height < MIN_HEIGHT:
         im = im.resize((round(im.width * MIN_HEIGHT / im.height), MIN_HEIGHT), Image.BILINEAR)
     layer = overlay_rgba(im.size, view)
