@@ -224,9 +224,12 @@ def _check_embedded(meta: dict, model_path: Path) -> None:
 
 def _labels(labels_file: str) -> list[tuple[str, str]]:
     try:
-        return read_labels_file(labels_file)
+        labels = read_labels_file(labels_file)
     except (OSError, UnicodeDecodeError) as exc:
         raise BundleError(f"cannot read labels file {labels_file}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not labels:
+        raise BundleError(f"labels file {labels_file} names no labels (one per line)")
+    return labels
 
 
 def _check_labels(bundle: Bundle, labels: list[tuple[str, str]], source: str) -> None:

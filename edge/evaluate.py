@@ -29,8 +29,7 @@ def read_labelled(labels_csv: Path, images: Path | None = None, split_file: Path
     each image its own lesion unless a ``lesion_id`` column says otherwise) or a HAM10000-style
     metadata CSV (``image_id,dx,lesion_id``; images searched under ``images``).
     With ``split_file`` and ``split``, only images of that split are kept."""
-    with open(labels_csv, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = _read_csv(labels_csv)
     if not rows:
         raise LabelsError(f"{labels_csv} has no rows")
     cols = rows[0].keys()
@@ -53,13 +52,31 @@ def read_labelled(labels_csv: Path, images: Path | None = None, split_file: Path
         raise LabelsError(f"{labels_csv}: expected columns path,label or image_id,dx")
     if not pairs:
         raise LabelsError(f"no labelled images found from {labels_csv}")
+    unlabelled = next((path for path, label, _ in pairs if not label), None)
+    if unlabelled:
+        raise LabelsError(f"{labels_csv}: the row of {unlabelled} has no label")
     return pairs
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of a UTF-8 CSV (with or without the byte-order mark spreadsheets write)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            rows = []
+            for row in reader:
+                if None in row or None in row.values():
+                    raise LabelsError(f"{path}, line {reader.line_num}: expected the header's "
+                                      f"{len(reader.fieldnames)} columns")
+                rows.append(row)
+            return rows
+    except UnicodeDecodeError as exc:
+        raise LabelsError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def _split_ids(split_file: Path, split: str | None) -> set[str]:
     """The image ids a ``split.csv`` puts in ``split``."""
-    with open(split_file, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = _read_csv(split_file)
     if rows and not {"image_id", "split"} <= rows[0].keys():
         raise LabelsError(f"{split_file}: expected a split.csv with columns image_id and split")
     return {r["image_id"] for r in rows if r["split"] == split}

@@ -244,4 +244,7 @@ def test_bare_third_party_model_runs_with_a_labels_file(tmp_path, lesion_images)
     labels.write_text("red\ngreen\n")
     with pytest.raises(BundleError, match="2 labels but the model outputs 3"):
         Classifier(path, labels_file=str(labels))
+    labels.write_text("\n")
+    with pytest.raises(BundleError, match="names no labels"):
+        Classifier(path, labels_file=str(labels))
     assert np.isfinite(Classifier(path).classify(lesion_images[0]).confidence)

@@ -120,6 +120,22 @@ def test_bad_options_are_refused_before_the_work(tmp_path, args, message):
     assert len([line for line in proc.stderr.splitlines() if "error:" in line]) == 1
 
 
+def test_a_spreadsheet_csv_is_read_and_bad_rows_are_named(tmp_path):
+    text = (SAMPLES / "labels.csv").read_text()
+    bom = tmp_path / "excel.csv"
+    bom.write_text("\ufeff" + text, encoding="utf-8")  # as Excel saves "CSV UTF-8"
+    proc, m = _evaluate(bom, tmp_path, "bom")
+    assert proc.returncode == 0 and m["n"] == 16, proc.stderr
+    first = text.splitlines()[1].split(",")[0]
+    cases = {"blank.csv": (f"path,label\n{first},\n".encode(), f"the row of {SAMPLES / first} has no label"),
+             "short.csv": (f"path,label\n{first}\n".encode(), "line 2: expected the header's 2 columns"),
+             "latin1.csv": (f"path,label\n{first},n\xe6v\n".encode("latin-1"), "latin1.csv is not UTF-8 text")}
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        proc = run_cli("evaluate", str(tmp_path / name), "--images", str(SAMPLES))
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+
+
 def test_a_missing_labels_file_is_named_without_python_jargon(tmp_path):
     proc = run_cli("evaluate", str(tmp_path / "nope.csv"))
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: {tmp_path / 'nope.csv'}: No such file or directory"
