@@ -23,13 +23,17 @@ def positive(kind: type) -> Callable[[str], float]:
 
 def output_path(text: str) -> str:
     """A file to be written at the end of a run: its folder must exist and be writable now, and
-    the name must not be a folder, so a typo fails before the work rather than after it."""
-    path = Path(text)
+    the name must not be a folder, device or pipe (the file is replaced whole, by a rename), so a
+    typo fails before the work rather than after it. A symbolic link is followed: its target is
+    written."""
+    path = Path(os.path.realpath(text))
     folder = path.parent
     if not folder.is_dir():
         raise argparse.ArgumentTypeError(f"no such folder for {text!r}: {folder}")
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a folder; name a file in it")
+    if path.exists() and not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a regular file (a device or pipe): name a file")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"cannot write to {folder} (permission denied)")
     return text

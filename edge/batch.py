@@ -10,7 +10,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -35,21 +35,58 @@ def images_by_stem(folder: Path, suffixes: Iterable[str] = DATASET_SUFFIXES) -> 
     return found
 
 
-def find_images(paths: Iterable[str]) -> list[str]:
-    """Files named directly (any kind), plus image files found recursively in folders.
-    A path that does not exist is refused before any work (:class:`FileNotFoundError`): a typo."""
-    found: list[str] = []
+UNDECODED_SUFFIXES = frozenset({".heic", ".heif", ".avif", ".dng", ".cr2", ".nef", ".arw", ".raw"})
+"""Camera and phone image files that Pillow cannot decode here: a folder scan names them, not silently."""
+
+
+class Found(NamedTuple):
+    """What :func:`find_images` found: the image files, and one line for each thing it had to leave
+    out (a folder it cannot read, image files of a kind it cannot decode)."""
+
+    images: list[str]
+    skipped: list[str]
+
+
+def find_images(paths: Iterable[str]) -> Found:
+    """Files named directly (any kind), plus image files found recursively in folders (following
+    linked folders once each; hidden files and folders left out). A path that does not exist, or an
+    empty one (an unset variable), is refused before any work (:class:`FileNotFoundError`)."""
+    images: list[str] = []
+    skipped: list[str] = []
     for p in paths:
+        if not p:
+            raise FileNotFoundError(2, "an empty path is not a file or folder", "''")
         path = Path(p)
         if not path.exists():
             raise FileNotFoundError(2, "no such file or folder", p)
-        if path.is_dir():
-            found += sorted(str(f) for f in path.rglob("*")
-                            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                            and not any(part.startswith(".") for part in f.relative_to(path).parts))
-        else:
-            found.append(str(path))
-    return found
+        if not path.is_dir():
+            images.append(str(path))
+            continue
+        seen = {os.path.realpath(path)}
+        undecoded: list[str] = []
+        found: list[str] = []
+
+        def unreadable(exc: OSError) -> None:
+            skipped.append(f"cannot read folder {exc.filename} ({exc.strerror}): its images are left out")
+
+        for folder, dirs, files in os.walk(path, onerror=unreadable, followlinks=True):
+            real = {d: os.path.realpath(os.path.join(folder, d)) for d in dirs}
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and real[d] not in seen)
+            seen.update(real[d] for d in dirs)
+            for name in files:
+                suffix = os.path.splitext(name)[1].lower()
+                if name.startswith("."):
+                    continue
+                if suffix in IMAGE_SUFFIXES:
+                    found.append(os.path.join(folder, name))
+                elif suffix in UNDECODED_SUFFIXES:
+                    undecoded.append(suffix)
+        images += sorted(f for f in found if os.path.isfile(f))
+        if undecoded:
+            kinds = ", ".join(sorted(set(undecoded)))
+            skipped.append(f"{len(undecoded)} file(s) in {p} of a kind lesionlite cannot decode ({kinds}) "
+                           "left out: convert them to JPEG")
+    return Found(images, skipped)
 
 
 @dataclass
@@ -90,32 +127,46 @@ def classify_paths(clf: Classifier, paths: list[str], workers: int = 2, tta: boo
 
 
 class ResumeError(ValueError):
-    """The file ``--resume`` would continue is not this command's output."""
+    """The output cannot be continued (not this command's output) or would lose an interrupted run's rows."""
+
+
+def same_file(path: str) -> str:
+    """The key ``--resume`` matches rows by: ``photos/a.jpg`` and ``./photos//a.jpg`` are one file."""
+    return os.path.realpath(path)
 
 
 class RowWriter:
     """Streams rows to ``OUTPUT.partial`` and renames it to ``OUTPUT`` when done, so ``OUTPUT``
-    is never half-written. With ``resume``, rows already in either file are kept and their
-    paths skipped; a file that is not a lesionlite output of this format and model is refused
-    (:class:`ResumeError`). A path that is not valid UTF-8 is written byte for byte in CSV and escaped
-    (``\\udcff``) in JSON lines; either way ``--resume`` finds it again."""
+    is never half-written. A partial file left by an interrupted run is refused unless ``resume``;
+    with ``resume``, the classified rows of either file are kept and their files skipped, while rows
+    that failed are dropped so their files are tried again. The kept rows reach the new partial file
+    through a rename, so no kill leaves less on disk than before. A file that is not a lesionlite
+    output of this format and model is refused (:class:`ResumeError`). A path that is not valid
+    UTF-8 is written byte for byte in CSV and escaped (``\\udcff``) in JSON lines; either way
+    ``--resume`` finds it again."""
 
     def __init__(self, output: Path, fmt: str, codes: list[str], resume: bool):
-        self.output, self.fmt, self.codes = output, fmt, codes
-        self.partial = output.with_name(output.name + ".partial")
+        self.output, self.fmt, self.codes = Path(os.path.realpath(output)), fmt, codes
+        self.partial = self.output.with_name(self.output.name + ".partial")
         self.columns = ["path", "label", "confidence", "decision", *(f"p_{c}" for c in codes), "error",
                         "name", "reason"]
-        previous = (self._read(output) + self._read(self.partial)) if resume else []
-        unique = {r["path"]: r for r in previous}  # a path in both files counts once
-        self.done = set(unique)
-        self.failed = sum(1 for r in unique.values() if r.get("error"))
-        self._fh = open(self.partial, "w", encoding="utf-8", errors="surrogateescape", newline="")
+        if not resume and self.partial.exists():
+            raise ResumeError(f"{self.partial} holds the rows of an interrupted run: add --resume to "
+                              "continue it, or delete it to start again")
+        previous = (self._read(self.output) + self._read(self.partial)) if resume else []
+        kept = {same_file(r["path"]): r for r in previous if not r.get("error")}  # a file in both counts once
+        self.done = set(kept)
+        self.failed = 0
+        fresh = self.partial.with_name(self.partial.name + ".tmp")
+        self._fh = open(fresh, "w", encoding="utf-8", errors="surrogateescape", newline="")
         if fmt == "csv":
             self._csv = csv.DictWriter(self._fh, self.columns, lineterminator="\n")
             self._csv.writeheader()
-        for r in unique.values():
+        for r in kept.values():
             self._write(r)
         self._fh.flush()
+        os.fsync(self._fh.fileno())
+        os.replace(fresh, self.partial)  # the handle follows the file to its new name
 
     def _read(self, path: Path) -> list[dict]:
         if not path.is_file():
@@ -126,7 +177,7 @@ class RowWriter:
         if self.fmt == "csv":
             reader = csv.DictReader(io.StringIO(text))
             if reader.fieldnames != self.columns:
-                raise ResumeError(f"{path} is not a lesionlite CSV for this model's labels; "
+                raise ResumeError(f"cannot resume: {path} is not a lesionlite CSV for this model's labels; "
                                   "name another --output or delete it")
             rows = list(reader)
             if rows and not text.endswith("\n"):
@@ -142,7 +193,7 @@ class RowWriter:
         probs = {f"p_{c}" for c in self.codes}
         if rows is None or not all(isinstance(r, dict) and {"path", "error"} <= r.keys()
                                    and (r["error"] or probs <= r.keys()) for r in rows):
-            raise ResumeError(f"{path} is not a lesionlite JSON-lines output for this model's labels; "
+            raise ResumeError(f"cannot resume: {path} is not a lesionlite JSON-lines output for this model's labels; "
                               "name another --output or delete it")
         return rows
 
@@ -209,15 +260,17 @@ def main(args) -> int:
         raise SystemExit("error: --format table prints to the terminal; use csv or jsonl with --output")
     if fmt != "table" and not args.output:
         raise SystemExit(f"error: --format {fmt} needs --output FILE")
-    paths = find_images(args.paths)
+    paths, skipped = find_images(args.paths)
+    for line in skipped:
+        print(f"note: {line}", file=sys.stderr)
     if not paths:
         raise SystemExit("error: no image files found in " + " ".join(args.paths))
     clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)
     try:
         writer = RowWriter(Path(args.output), fmt, clf.bundle.codes, args.resume) if args.output else None
     except ResumeError as exc:
-        raise SystemExit(f"error: cannot resume: {exc}") from None
-    todo = [p for p in paths if not writer or p not in writer.done]
+        raise SystemExit(f"error: {exc}") from None
+    todo = [p for p in paths if not writer or same_file(p) not in writer.done]
     failed = 0
     bar = tqdm(total=len(todo), unit="img", disable=None if writer else True, file=sys.stderr)
     if fmt == "table":
@@ -250,7 +303,8 @@ def main(args) -> int:
 
 
 def _table_line(rec: dict) -> str:
-    path = rec["path"] if len(rec["path"]) <= 40 else "..." + rec["path"][-37:]
+    path = "".join(repr(c)[1:-1] if ord(c) < 32 or ord(c) == 127 else c for c in rec["path"])  # one line a row
+    path = path if len(path) <= 40 else "..." + path[-37:]
     if rec["error"]:
         return f"{path:<40} error: {rec['error']}"
     top = ", ".join(f"{t['code']} {t['probability']:.2f}" for t in rec.get("top", []))

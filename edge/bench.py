@@ -213,7 +213,7 @@ def _folder(text: str) -> ImageFolder:
     """A folder holding images, listed once here, before any work."""
     if not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"no such folder: {text}")
-    images = find_images([text])
+    images = find_images([text]).images
     if not images:
         raise argparse.ArgumentTypeError(f"no image files in {text}")
     return ImageFolder(text, images)

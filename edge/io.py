@@ -17,11 +17,14 @@ _UMASK = _read_umask()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    path = Path(path)
+    """Write ``data`` to ``path`` through a temporary file and a rename; a symbolic link at
+    ``path`` stays, and its target is written."""
+    named = path
+    path = Path(os.path.realpath(path))
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:  # named as the user named it, not by the temporary file's name
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise OSError(exc.errno, exc.strerror, str(named)) from None
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
@@ -32,7 +35,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise OSError(exc.errno, exc.strerror, str(path)) from None
+            raise OSError(exc.errno, exc.strerror, str(named)) from None
         raise
 
 

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from pathlib import Path
+
 from conftest import ROOT, interruptible, run_cli
 
 COLUMNS = ["path", "label", "confidence", "decision", "p_akiec", "p_bcc", "p_bkl", "p_df", "p_mel",
@@ -108,18 +110,91 @@ def test_interrupted_batch_leaves_no_half_file_and_resumes(sig, tmp_path, lesion
     assert not partial.exists()
 
 
-def test_resume_counts_a_row_found_in_both_files_once(tmp_path, lesion_images):
-    broken = tmp_path / "broken.jpg"
-    broken.write_bytes(lesion_images[0].read_bytes()[:300])
+def test_resume_keeps_each_file_once_and_retries_the_rows_that_failed(tmp_path, lesion_images):
+    copied = tmp_path / "late.jpg"
+    copied.write_bytes(lesion_images[0].read_bytes()[:300])  # half copied when the first run read it
     out = tmp_path / "rows.jsonl"
-    first = run_cli("classify", str(broken), str(lesion_images[0]), "-o", str(out))
+    first = run_cli("classify", "late.jpg", str(lesion_images[0]), "-o", str(out), cwd=tmp_path)
     assert first.returncode == 1 and "2 images, 1 failed" in first.stderr
     shutil.copy(out, tmp_path / "rows.jsonl.partial")  # as if a later run was cut after its first rows
-    resumed = run_cli("classify", str(broken), str(lesion_images[0]), str(lesion_images[1]), "-o", str(out),
-                      "--resume")
-    assert resumed.returncode == 1 and "3 images, 1 failed" in resumed.stderr
-    assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == [
-        str(broken), str(lesion_images[0]), str(lesion_images[1])]
+    copied.write_bytes(lesion_images[0].read_bytes())  # the copy has finished since
+    spelled_otherwise = os.path.relpath(lesion_images[0], tmp_path)  # ../../.., the same file
+    resumed = run_cli("classify", "late.jpg", spelled_otherwise, str(lesion_images[1]), "-o", str(out),
+                      "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0 and "3 images, 0 failed" in resumed.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["path"] for r in rows] == [str(lesion_images[0]), "late.jpg", str(lesion_images[1])]
+    assert not any(r["error"] for r in rows)
+
+
+def test_resume_never_rewrites_the_rows_it_keeps_in_place(tmp_path, lesion_images):
+    out = tmp_path / "rows.csv"
+    assert run_cli("classify", *map(str, lesion_images[:2]), "-o", str(out)).returncode == 0
+    partial = tmp_path / "rows.csv.partial"
+    out.rename(partial)  # an interrupted run's rows
+    before = partial.read_bytes()
+    os.link(partial, tmp_path / "same-file")  # sees any rewrite of that file in place
+    resumed = run_cli("classify", *map(str, lesion_images[:3]), "-o", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "same-file").read_bytes() == before  # a kill at any moment keeps the old rows
+    assert len(list(csv.DictReader(out.open()))) == 3
+
+
+def test_a_rerun_without_resume_keeps_an_interrupted_runs_rows(tmp_path, lesion_images):
+    out = tmp_path / "rows.csv"
+    partial = tmp_path / "rows.csv.partial"
+    assert run_cli("classify", str(lesion_images[0]), "-o", str(partial), "--format", "csv").returncode == 0
+    before = partial.read_bytes()
+    proc = run_cli("classify", *map(str, lesion_images[:3]), "-o", str(out))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--resume" in proc.stderr
+    assert partial.read_bytes() == before and not out.exists()
+
+
+def test_output_through_a_link_writes_its_target_and_a_device_is_refused(tmp_path, lesion_images):
+    target = tmp_path / "target.csv"
+    target.write_text("old")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target.name)
+    assert run_cli("classify", str(lesion_images[0]), "-o", str(link)).returncode == 0
+    assert link.is_symlink() and target.read_text().startswith("path,label")
+    proc = run_cli("classify", str(lesion_images[0]), "-o", "/dev/null", "--format", "csv")
+    assert proc.returncode == 2 and "not a regular file" in proc.stderr and Path("/dev/null").is_char_device()
+
+
+def test_folders_are_scanned_through_links_and_undecodable_kinds_are_named(tmp_path, lesion_images):
+    real = tmp_path / "real"
+    real.mkdir()
+    shutil.copy(lesion_images[0], real)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(lesion_images[1], folder)
+    (folder / "linked").symlink_to(real)
+    (real / "loop").symlink_to(folder)  # a link back up: each folder is scanned once
+    (folder / "phone.HEIC").write_bytes(b"not decoded here")
+    out = tmp_path / "rows.csv"
+    proc = run_cli("classify", str(folder), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(os.path.basename(r["path"]) for r in csv.DictReader(out.open()))
+    assert names == sorted([lesion_images[0].name, lesion_images[1].name])
+    assert "note: 1 file(s) in" in proc.stderr and "(.heic)" in proc.stderr
+    empty = run_cli("classify", "")
+    assert empty.returncode == 2 and empty.stderr.strip() == "error: '': an empty path is not a file or folder"
+
+
+def test_a_name_with_a_newline_and_damaged_exif_keep_the_table_one_line_a_row(tmp_path, lesion_images):
+    from PIL import Image
+
+    odd = tmp_path / "new\nline.jpg"
+    shutil.copy(lesion_images[0], odd)
+    im = Image.open(lesion_images[0])
+    exif = im.getexif()
+    exif[0x010E] = "x" * 100  # a description whose data the block below cuts off
+    damaged = tmp_path / "damaged-exif.jpg"
+    im.save(damaged, exif=exif.tobytes()[:40])
+    proc = run_cli("classify", str(odd), str(damaged))
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 3 and "new\\nline.jpg" in proc.stdout
+    assert "Warning" not in proc.stderr
 
 
 @pytest.mark.parametrize("args,message", [

@@ -235,7 +235,7 @@ class ReplaySource(FrameSource):
     def _open(self) -> None:
         path = self.path
         if path.is_dir():
-            self._images = [Path(p) for p in find_images([str(path)])]  # as `lesionlite classify` finds them
+            self._images = [Path(p) for p in find_images([str(path)]).images]  # as `lesionlite classify` finds them
             if not self._images:
                 raise SourceError(f"replay: no images in {path}")
         elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
