@@ -132,6 +132,7 @@ def evaluate(y_true: np.ndarray, probs: np.ndarray, classes: list[str] | tuple[s
         precision = np.where(predicted > 0, tp / predicted, np.nan)
         f1 = np.where(recall + precision > 0, 2 * recall * precision / (recall + precision), 0.0)
     present = support > 0
+    f1[~present] = np.nan  # no images of the class: undefined, as the macro F1 leaves it out
     per_class = {
         c: {"support": int(support[i]), "recall": _num(recall[i]), "precision": _num(precision[i]),
             "f1": _num(f1[i]), "auc": roc_auc(probs[:, i], y_true == i)}

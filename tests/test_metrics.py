@@ -31,6 +31,17 @@ def test_matches_scikit_learn(predictions):
         assert out["per_class"][c]["precision"] == pytest.approx(skm.precision_score(y == i, pred == i))
 
 
+def test_a_class_without_images_has_no_f1_and_stays_out_of_the_macro_f1(predictions):
+    y, p = predictions
+    keep = y != CLASSES.index("df")
+    out = metrics.evaluate(y[keep], p[keep], CLASSES)
+    assert out["per_class"]["df"]["f1"] is None and out["per_class"]["df"]["support"] == 0
+    present = [c for c in CLASSES if c != "df"]
+    assert out["macro_f1"] == pytest.approx(np.mean([out["per_class"][c]["f1"] for c in present]))
+    assert out["per_class"]["nv"]["f1"] == pytest.approx(
+        skm.f1_score(y[keep] == CLASSES.index("nv"), p[keep].argmax(1) == CLASSES.index("nv")))
+
+
 def test_sensitivity_at_specificity_meets_the_specificity(predictions):
     y, p = predictions
     mel = CLASSES.index("mel")
