@@ -15,7 +15,7 @@ from convert.card import model_card
 from convert.tflite import convert, representative_indices
 from convert.verify import verify
 from edge import __version__
-from edge.bundle import LABELS_FILE, METADATA_FILE, MODEL_FILE, SCHEMA, from_metadata, sha256_file
+from edge.bundle import LABELS_FILE, METADATA_FILE, MODEL_FILE, SCHEMA, SPLIT_FILE, from_metadata, sha256_file
 from edge.classifier import Classifier
 from edge.embedded import embed
 from edge.labels import CLASS_NAMES
@@ -205,7 +205,7 @@ def _write_bundle(out: Path, run: Run, meta: dict, model_bytes: bytes, commands:
         (stage / LABELS_FILE).write_text("".join(f"{lab['code']}\t{lab['name']}\n" for lab in meta["labels"]))
         (stage / "MODEL_CARD.md").write_text(model_card(meta))
         (stage / "README.md").write_text("# How this bundle was made\n\n```sh\n" + "\n".join(commands) + "\n```\n")
-        shutil.copyfile(run.path / "split.csv", stage / "split.csv")
+        shutil.copyfile(run.path / "split.csv", stage / SPLIT_FILE)
         _write_plots(stage, meta, *test)
         stage.chmod(0o755)
         if out.exists():

@@ -22,6 +22,8 @@ READABLE_SCHEMAS = ("lesionlite.bundle/1", SCHEMA)
 METADATA_FILE = "metadata.json"
 MODEL_FILE = "model.tflite"
 LABELS_FILE = "labels.txt"
+SPLIT_FILE = "split.csv"
+"""The lesion-grouped split the model was trained with (``training.split_sha256`` names it)."""
 DEFAULT_BUNDLE = "ham10000-efficientnet-lite0"
 MODELS_ENV = "LESIONLITE_MODEL"
 SELF_REFERENTIAL = ("sha256", "size_bytes")
@@ -233,8 +235,12 @@ def _labels(labels_file: str) -> list[tuple[str, str]]:
 
 
 def _check_labels(bundle: Bundle, labels: list[tuple[str, str]], source: str) -> None:
+    """Refuse a labels file whose codes, or names shown to the user, differ from the metadata's."""
     if [c for c, _ in labels] != bundle.codes:
         raise BundleError(f"{source} does not match the bundle's labels {bundle.codes}")
+    renamed = next((f"{c}: {n!r}, not {m!r}" for (c, n), (_, m) in zip(labels, bundle.labels) if n != m), None)
+    if renamed:
+        raise BundleError(f"{source} does not match the bundle's label names ({renamed})")
 
 
 def _bare_or_embedded(model_path: Path, labels_file: str | None) -> Bundle:

@@ -11,7 +11,7 @@ import numpy as np
 
 from edge.args import output_path, positive
 from edge.batch import classify_paths, images_by_stem
-from edge.bundle import Bundle, sha256_file, trained_on
+from edge.bundle import SPLIT_FILE, Bundle, sha256_file, trained_on
 from edge.classifier import Classifier
 from edge.degrade import DEGRADATIONS, DEGRADE_HELP, Alteration, relight
 from edge.io import atomic_write_text
@@ -116,20 +116,25 @@ def _alteration(args: argparse.Namespace) -> Alteration | None:
     return Alteration(light) if args.light else None
 
 
-def _held_out(bundle: Bundle, split_file: Path, split: str) -> bool | None:
-    """Whether the model never trained on ``split`` of ``split_file`` (None when unknown: a bare
-    model, or another split file than the one it was trained with); says so when it did."""
+def _held_out(bundle: Bundle, image_ids: list[str]) -> bool | None:
+    """Whether none of the images scored is one the model trained on, by image id in the split file
+    that ships beside it (None when unknown: a bare model, or a split file its metadata does not name);
+    says so when some are."""
     splits = trained_on(bundle.meta)
-    if splits is None:
+    split_file = bundle.model_path.parent / SPLIT_FILE
+    if splits is None or not split_file.is_file():
         return None
     if sha256_file(split_file) != bundle.meta["training"].get("split_sha256"):
         print(f"note: {split_file} is not the split {bundle.name} was trained with: whether these images "
               "were held out is unknown", file=sys.stderr)
         return None
-    if split in splits:
-        print(f"note: {bundle.name} was trained on the {split} split: these figures are not held out",
-              file=sys.stderr)
-    return split not in splits
+    trained = {r["image_id"] for r in _read_csv(split_file) if r["split"] in splits}
+    seen = sum(i in trained for i in image_ids)
+    if seen:
+        print(f"note: {seen} of these {len(image_ids)} images are among those {bundle.name} was trained on "
+              f"(its {' + '.join(splits)} split): these figures are not held out (for held-out ones: "
+              f"--split-file {split_file} --split test)", file=sys.stderr)
+    return not seen
 
 
 def main(args) -> int:
@@ -146,7 +151,7 @@ def main(args) -> int:
     unknown = sorted({lab for _, lab, _ in pairs} - set(codes))
     if unknown:
         raise SystemExit(f"error: labels {unknown} are not classes of this model ({codes})")
-    held_out = _held_out(clf.bundle, Path(args.split_file), split) if args.split_file else None
+    held_out = _held_out(clf.bundle, [Path(p).stem for p, _, _ in pairs])
     probs, y, lesions, failed = [], [], [], []
     rows = classify_paths(clf, [p for p, _, _ in pairs], args.workers, args.tta, _alteration(args))  # in order
     for row, (_, label, lesion) in zip(rows, pairs):

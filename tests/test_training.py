@@ -264,7 +264,7 @@ def test_refit_trains_on_train_and_val_to_the_end_and_reuses_the_runs_calibratio
                        "--json", str(out))
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert json.loads(out.read_text())["held_out"] is held_out
-        assert ("was trained on the val split: these figures are not held out" in proc.stderr) is not held_out
+        assert ("(its train + val split): these figures are not held out" in proc.stderr) is not held_out
 
     other = tmp_path / "other.csv"
     other.write_text((tiny_run / "split.csv").read_text().replace(",test\n", ",val\n", 1))
