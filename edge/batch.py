@@ -270,6 +270,8 @@ def main(args) -> int:
         writer = RowWriter(Path(args.output), fmt, clf.bundle.codes, args.resume) if args.output else None
     except ResumeError as exc:
         raise SystemExit(f"error: {exc}") from None
+    except OSError as exc:  # named as the user named it, not by its partial file's name
+        raise SystemExit(f"error: cannot write {args.output}: {exc.strerror or exc}") from None
     todo = [p for p in paths if not writer or same_file(p) not in writer.done]
     failed = 0
     bar = tqdm(total=len(todo), unit="img", disable=None if writer else True, file=sys.stderr)

