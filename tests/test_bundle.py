@@ -133,10 +133,14 @@ def test_a_labels_file_that_disagrees_with_the_metadata_is_refused(bundle_copy, 
     (tmp_path / "two.txt").write_text("nv\nmel\n")
     with pytest.raises(BundleError, match="two.txt does not match the bundle's labels"):
         load_bundle(lone, str(tmp_path / "two.txt"))  # against the metadata embedded in a lone model
+    shipped = (bundle_copy / LABELS_FILE).read_text()
     (bundle_copy / LABELS_FILE).write_text("nv\nmel\n")
     for path in (bundle_copy, bundle_copy / MODEL_FILE):  # the folder, or the model inside it
         with pytest.raises(BundleError, match="labels.txt does not match the bundle's labels"):
             load_bundle(path)
+    (bundle_copy / LABELS_FILE).write_text(shipped.replace("Melanoma", "Mole"))  # a name shown on screen
+    with pytest.raises(BundleError, match="label names \\(mel: 'Mole', not 'Melanoma'\\)"):
+        load_bundle(bundle_copy)
 
 
 def test_a_model_without_malignant_labels_may_carry_no_thresholds(bundle_copy, lesion_images):
