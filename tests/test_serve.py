@@ -133,7 +133,7 @@ def test_bad_images_are_400_with_a_reason(client, name: str, data: bytes) -> Non
     assert r.status_code == 400, name
     assert r.get_json()["error"] and r.get_json()["status"] == 400
     page = post(client, data, path="/classify")
-    assert page.status_code == 400 and 'id="error"' in page.get_data(as_text=True)
+    assert page.status_code == 400 and 'role="alert">Could not classify: ' in page.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "BMP", "GIF", "TIFF"])
@@ -157,6 +157,7 @@ def test_wrong_paths_and_methods(client) -> None:
     assert client.delete("/healthz").get_json()["status"] == 405
     page = client.get("/nope")
     assert page.status_code == 404 and page.mimetype == "text/html"
+    assert "Could not classify" not in page.get_data(as_text=True)  # no upload was made
     assert client.get("/classify").status_code == 405
 
 

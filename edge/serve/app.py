@@ -170,6 +170,8 @@ def create_app(classifier: Classifier | None = None, save_dir: str | Path | None
         headers = {k: v for k, v in exc.get_headers() if k == "Allow"}
         if wants_json():
             return jsonify(error=message, status=exc.code), exc.code, headers
+        if request.endpoint == "classify_page":  # an upload that failed, not a page that does not exist
+            message = f"Could not classify: {message}"
         return render_template("page.html", error=message), exc.code, headers
 
     @app.get("/")
