@@ -235,10 +235,10 @@ def _labels(labels_file: str) -> list[tuple[str, str]]:
 
 
 def _check_labels(bundle: Bundle, labels: list[tuple[str, str]], source: str) -> None:
-    """Refuse a labels file whose codes, or names shown to the user, differ from the metadata's."""
+    """Refuse a labels file whose codes, or the names it gives (shown to the user), differ from the metadata's."""
     if [c for c, _ in labels] != bundle.codes:
         raise BundleError(f"{source} does not match the bundle's labels {bundle.codes}")
-    renamed = next((f"{c}: {n!r}, not {m!r}" for (c, n), (_, m) in zip(labels, bundle.labels) if n != m), None)
+    renamed = next((f"{c}: {n!r}, not {m!r}" for (c, n), (_, m) in zip(labels, bundle.labels) if n and n != m), None)
     if renamed:
         raise BundleError(f"{source} does not match the bundle's label names ({renamed})")
 
@@ -252,7 +252,7 @@ def _bare_or_embedded(model_path: Path, labels_file: str | None) -> Bundle:
         print(f"note: no {METADATA_FILE} beside {model_path.name}; using the metadata embedded in it",
               file=sys.stderr)
         return bundle
-    labels = _labels(labels_file) if labels_file else []
+    labels = [(c, n or CLASS_NAMES.get(c, c)) for c, n in _labels(labels_file)] if labels_file else []
     return Bundle(model_path, labels, None, OutputSpec(kind="auto"))
 
 

@@ -18,7 +18,7 @@ DISCLAIMER = "Decision aid only - not a diagnosis. See a dermatologist about any
 
 
 def read_labels_file(path: str) -> list[tuple[str, str]]:
-    """``labels.txt``: one class per line, ``code`` or ``code<TAB>human name``."""
+    """``labels.txt``: one class per line, ``code`` or ``code<TAB>human name`` (``""`` when not given)."""
     labels = []
     with open(path, encoding="utf-8") as fh:
         for line in fh:
@@ -26,5 +26,5 @@ def read_labels_file(path: str) -> list[tuple[str, str]]:
             if not line.strip():
                 continue
             code, _, name = line.partition("\t")
-            labels.append((code.strip(), name.strip() or CLASS_NAMES.get(code.strip(), code.strip())))
+            labels.append((code.strip(), name.strip()))
     return labels

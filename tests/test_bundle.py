@@ -1,6 +1,7 @@
 """Bundle loading and validation with the real interpreter and the shipped model file."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -8,10 +9,11 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from edge.bundle import (LABELS_FILE, METADATA_FILE, MODEL_FILE, SELF_REFERENTIAL, BundleError, load_bundle,
-                         sha256_file)
+from edge.bundle import (LABELS_FILE, METADATA_FILE, MODEL_FILE, SELF_REFERENTIAL, BundleError, _check_labels,
+                         load_bundle, sha256_file)
 from edge.classifier import Classifier
 from edge.embedded import embed, read_embedded
+from edge.labels import read_labels_file
 from edge.result import DECISIONS
 
 
@@ -141,6 +143,12 @@ def test_a_labels_file_that_disagrees_with_the_metadata_is_refused(bundle_copy, 
     (bundle_copy / LABELS_FILE).write_text(shipped.replace("Melanoma", "Mole"))  # a name shown on screen
     with pytest.raises(BundleError, match="label names \\(mel: 'Mole', not 'Melanoma'\\)"):
         load_bundle(bundle_copy)
+    meta = json.loads((bundle_copy / METADATA_FILE).read_text())
+    (bundle_copy / LABELS_FILE).write_text("".join(f"{lab['code']}\n" for lab in meta["labels"]))
+    bundle = load_bundle(bundle_copy)  # codes alone: the metadata's names stand, whatever they are
+    assert bundle.labels[4] == ("mel", "Melanoma")
+    own_names = dataclasses.replace(bundle, labels=[(c, f"Class {c}") for c in bundle.codes])
+    _check_labels(own_names, read_labels_file(str(bundle_copy / LABELS_FILE)), LABELS_FILE)
 
 
 def test_a_model_without_malignant_labels_may_carry_no_thresholds(bundle_copy, lesion_images):
