@@ -48,9 +48,9 @@ class Found(NamedTuple):
 
 
 def find_images(paths: Iterable[str]) -> Found:
-    """Files named directly (any kind), plus image files found recursively in folders (following
-    linked folders once each; hidden files and folders left out). A path that does not exist, or an
-    empty one (an unset variable), is refused before any work (:class:`FileNotFoundError`)."""
+    """Files named directly (any kind), plus image files found recursively in folders
+    (:func:`scan_folder`). A path that does not exist, or an empty one (an unset variable), is
+    refused before any work (:class:`FileNotFoundError`)."""
     images: list[str] = []
     skipped: list[str] = []
     for p in paths:
@@ -59,34 +59,45 @@ def find_images(paths: Iterable[str]) -> Found:
         path = Path(p)
         if not path.exists():
             raise FileNotFoundError(2, "no such file or folder", p)
-        if not path.is_dir():
+        if path.is_dir():
+            found = scan_folder(path)
+            images += found.images
+            skipped += found.skipped
+        else:
             images.append(str(path))
-            continue
-        seen = {os.path.realpath(path)}
-        undecoded: list[str] = []
-        found: list[str] = []
-
-        def unreadable(exc: OSError) -> None:
-            skipped.append(f"cannot read folder {exc.filename} ({exc.strerror}): its images are left out")
-
-        for folder, dirs, files in os.walk(path, onerror=unreadable, followlinks=True):
-            real = {d: os.path.realpath(os.path.join(folder, d)) for d in dirs}
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and real[d] not in seen)
-            seen.update(real[d] for d in dirs)
-            for name in files:
-                suffix = os.path.splitext(name)[1].lower()
-                if name.startswith("."):
-                    continue
-                if suffix in IMAGE_SUFFIXES:
-                    found.append(os.path.join(folder, name))
-                elif suffix in UNDECODED_SUFFIXES:
-                    undecoded.append(suffix)
-        images += sorted(f for f in found if os.path.isfile(f))
-        if undecoded:
-            kinds = ", ".join(sorted(set(undecoded)))
-            skipped.append(f"{len(undecoded)} file(s) in {p} of a kind lesionlite cannot decode ({kinds}) "
-                           "left out: convert them to JPEG")
     return Found(images, skipped)
+
+
+def scan_folder(folder: Path) -> Found:
+    """The image files under ``folder``, sorted; hidden files and folders are left out, and so are
+    linked folders (a link may lead anywhere, ``/`` included), each named in ``skipped`` with any
+    folder that cannot be read and any image file of a kind that is not decoded."""
+    found: list[str] = []
+    skipped: list[str] = []
+    links: list[str] = []
+    undecoded: list[str] = []
+
+    def unreadable(exc: OSError) -> None:
+        skipped.append(f"cannot read folder {exc.filename} ({exc.strerror}): its images are left out")
+
+    for parent, dirs, files in os.walk(folder, onerror=unreadable):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        links += [str(Path(parent, d)) for d in dirs if os.path.islink(os.path.join(parent, d))]
+        for name in files:
+            suffix = os.path.splitext(name)[1].lower()
+            if name.startswith("."):
+                continue
+            if suffix in IMAGE_SUFFIXES:
+                found.append(str(Path(parent, name)))
+            elif suffix in UNDECODED_SUFFIXES:
+                undecoded.append(suffix)
+    if links:
+        skipped.append(f"{len(links)} linked folder(s) not followed ({', '.join(links[:3])}"
+                       f"{', ...' if len(links) > 3 else ''}): name them too to include their images")
+    if undecoded:
+        skipped.append(f"{len(undecoded)} file(s) in {folder} of a kind lesionlite cannot decode "
+                       f"({', '.join(sorted(set(undecoded)))}) left out: convert them to JPEG")
+    return Found(sorted(f for f in found if os.path.isfile(f)), skipped)
 
 
 @dataclass
@@ -138,14 +149,14 @@ def same_file(path: str) -> str:
 class RowWriter:
     """Streams rows to ``OUTPUT.partial`` and renames it to ``OUTPUT`` when done, so ``OUTPUT``
     is never half-written. A partial file left by an interrupted run is refused unless ``resume``;
-    with ``resume``, the classified rows of either file are kept and their files skipped, while rows
-    that failed are dropped so their files are tried again. The kept rows reach the new partial file
+    with ``resume``, the rows of either file are kept and their files skipped, except failed rows of
+    files among ``paths``, which are tried again. The kept rows reach the new partial file
     through a rename, so no kill leaves less on disk than before. A file that is not a lesionlite
     output of this format and model is refused (:class:`ResumeError`). A path that is not valid
     UTF-8 is written byte for byte in CSV and escaped (``\\udcff``) in JSON lines; either way
     ``--resume`` finds it again."""
 
-    def __init__(self, output: Path, fmt: str, codes: list[str], resume: bool):
+    def __init__(self, output: Path, fmt: str, codes: list[str], resume: bool, paths: Iterable[str] = ()):
         self.output, self.fmt, self.codes = Path(os.path.realpath(output)), fmt, codes
         self.partial = self.output.with_name(self.output.name + ".partial")
         self.columns = ["path", "label", "confidence", "decision", *(f"p_{c}" for c in codes), "error",
@@ -154,19 +165,26 @@ class RowWriter:
             raise ResumeError(f"{self.partial} holds the rows of an interrupted run: add --resume to "
                               "continue it, or delete it to start again")
         previous = (self._read(self.output) + self._read(self.partial)) if resume else []
-        kept = {same_file(r["path"]): r for r in previous if not r.get("error")}  # a file in both counts once
-        self.done = set(kept)
-        self.failed = 0
+        retry = {same_file(p) for p in paths}
+        latest = {same_file(r["path"]): r for r in previous}  # a file in both counts once
+        kept = {k: r for k, r in latest.items() if not r.get("error") or k not in retry}
+        self.done = {k for k, r in kept.items() if not r.get("error")}
+        self.rows, self.failed = len(kept), len(kept) - len(self.done)
         fresh = self.partial.with_name(self.partial.name + ".tmp")
         self._fh = open(fresh, "w", encoding="utf-8", errors="surrogateescape", newline="")
-        if fmt == "csv":
-            self._csv = csv.DictWriter(self._fh, self.columns, lineterminator="\n")
-            self._csv.writeheader()
-        for r in kept.values():
-            self._write(r)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        os.replace(fresh, self.partial)  # the handle follows the file to its new name
+        try:
+            if fmt == "csv":
+                self._csv = csv.DictWriter(self._fh, self.columns, lineterminator="\n")
+                self._csv.writeheader()
+            for r in kept.values():
+                self._write(r)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            os.replace(fresh, self.partial)  # the handle follows the file to its new name
+        except BaseException:
+            self._fh.close()
+            fresh.unlink(missing_ok=True)
+            raise
 
     def _read(self, path: Path) -> list[dict]:
         if not path.is_file():
@@ -206,6 +224,7 @@ class RowWriter:
     def add(self, record: dict) -> None:
         self._write(record)
         self._fh.flush()
+        self.rows += 1
         self.failed += bool(record.get("error"))
 
     def finish(self) -> None:
@@ -238,7 +257,9 @@ def add_arguments(p) -> None:
     p.add_argument("--format", choices=FORMATS, help="csv, jsonl or table (default: from --output's suffix)")
     p.add_argument("--top-k", type=positive(int), default=3)
     p.add_argument("--workers", type=positive(int), default=2, help="decoding threads running ahead of the model")
-    p.add_argument("--resume", action="store_true", help="skip files already in --output and append the rest")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows already in --output (or its .partial file), try again the files whose "
+                   "rows failed, and append the rest")
     p.add_argument("--tta", action="store_true",
                    help="average over the 8 rotations and mirror images (8x slower)")
 
@@ -267,7 +288,7 @@ def main(args) -> int:
         raise SystemExit("error: no image files found in " + " ".join(args.paths))
     clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)
     try:
-        writer = RowWriter(Path(args.output), fmt, clf.bundle.codes, args.resume) if args.output else None
+        writer = RowWriter(Path(args.output), fmt, clf.bundle.codes, args.resume, paths) if args.output else None
     except ResumeError as exc:
         raise SystemExit(f"error: {exc}") from None
     except OSError as exc:  # named as the user named it, not by its partial file's name
@@ -299,7 +320,7 @@ def main(args) -> int:
     if writer:
         writer.finish()
         failed = writer.failed
-        print(f"{len(paths)} images, {failed} failed -> {args.output}", file=sys.stderr)
+        print(f"{writer.rows} images, {failed} failed -> {args.output}", file=sys.stderr)
     print(DISCLAIMER, file=sys.stderr)
     return 1 if failed else 0
 

@@ -127,6 +127,17 @@ def test_resume_keeps_each_file_once_and_retries_the_rows_that_failed(tmp_path, 
     assert not any(r["error"] for r in rows)
 
 
+def test_resume_keeps_a_failed_row_of_a_file_it_is_not_given_again(tmp_path, lesion_images):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"")
+    out = tmp_path / "rows.csv"
+    assert run_cli("classify", str(lesion_images[0]), str(broken), "-o", str(out)).returncode == 1
+    more = run_cli("classify", str(lesion_images[1]), "-o", str(out), "--resume")
+    assert more.returncode == 1 and "3 images, 1 failed" in more.stderr  # the output still holds a failure
+    rows = {r["path"]: r for r in csv.DictReader(out.open())}
+    assert rows[str(broken)]["error"] and set(rows) == {str(lesion_images[0]), str(broken), str(lesion_images[1])}
+
+
 def test_resume_never_rewrites_the_rows_it_keeps_in_place(tmp_path, lesion_images):
     out = tmp_path / "rows.csv"
     assert run_cli("classify", *map(str, lesion_images[:2]), "-o", str(out)).returncode == 0
@@ -161,22 +172,23 @@ def test_output_through_a_link_writes_its_target_and_a_device_is_refused(tmp_pat
     assert proc.returncode == 2 and "not a regular file" in proc.stderr and Path("/dev/null").is_char_device()
 
 
-def test_folders_are_scanned_through_links_and_undecodable_kinds_are_named(tmp_path, lesion_images):
-    real = tmp_path / "real"
-    real.mkdir()
-    shutil.copy(lesion_images[0], real)
+def test_a_folder_scan_names_what_it_leaves_out(tmp_path, lesion_images):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(lesion_images[0], elsewhere)
     folder = tmp_path / "photos"
     folder.mkdir()
     shutil.copy(lesion_images[1], folder)
-    (folder / "linked").symlink_to(real)
-    (real / "loop").symlink_to(folder)  # a link back up: each folder is scanned once
+    (folder / "linked").symlink_to(elsewhere)  # may lead anywhere: named, not followed
     (folder / "phone.HEIC").write_bytes(b"not decoded here")
     out = tmp_path / "rows.csv"
     proc = run_cli("classify", str(folder), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
-    names = sorted(os.path.basename(r["path"]) for r in csv.DictReader(out.open()))
-    assert names == sorted([lesion_images[0].name, lesion_images[1].name])
-    assert "note: 1 file(s) in" in proc.stderr and "(.heic)" in proc.stderr
+    assert [os.path.basename(r["path"]) for r in csv.DictReader(out.open())] == [lesion_images[1].name]
+    assert f"note: 1 linked folder(s) not followed ({folder / 'linked'})" in proc.stderr
+    assert f"note: 1 file(s) in {folder} of a kind lesionlite cannot decode (.heic)" in proc.stderr
+    named = run_cli("classify", str(folder), str(folder / "linked"), "-o", str(out))
+    assert named.returncode == 0 and len(list(csv.DictReader(out.open()))) == 2
     empty = run_cli("classify", "")
     assert empty.returncode == 2 and empty.stderr.strip() == "error: '': an empty path is not a file or folder"
 
@@ -206,6 +218,14 @@ def test_bad_numbers_are_refused_by_the_parser(args, message, lesion_images):
     proc = run_cli("classify", str(lesion_images[0]), *args)
     assert proc.returncode == 2 and proc.stderr == f"lesionlite classify: error: {message} (see lesionlite classify --help)\n"
     assert not proc.stdout
+
+
+def test_an_unknown_option_is_reported_by_the_command_it_was_given_to(lesion_images):
+    for argv, command in ((["classify", str(lesion_images[0]), "--bogus"], "lesionlite classify"),
+                          (["--bogus", "classify", str(lesion_images[0])], "lesionlite")):
+        proc = run_cli(*argv)
+        assert proc.returncode == 2 and not proc.stdout
+        assert proc.stderr == f"{command}: error: unrecognized arguments: --bogus (see {command} --help)\n"
 
 
 @pytest.mark.parametrize("args,message", [
