@@ -100,9 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     from edge.preprocess import ImageError
     from edge.runtime import RuntimeUnavailable
 
-    args, unknown = build_parser().parse_known_args(argv)
-    if unknown:
-        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # reported by the command it was given to, with that command's help
+        given = list(sys.argv[1:] if argv is None else argv)
+        first = given.index(unknown[0]) if unknown[0] in given else len(given)
+        owner = args.command_parser if first > given.index(args.command) else parser
+        owner.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.handler(args) or 0)
     except (BundleError, RuntimeUnavailable, ImageError) as exc:

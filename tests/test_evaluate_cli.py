@@ -152,6 +152,20 @@ def test_images_the_shipped_model_trained_on_are_flagged_however_they_are_listed
     assert json.loads(out.read_text())["held_out"] is False
 
 
+def test_held_out_is_unknown_without_the_models_own_split_file(tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(ROOT / "models" / "ham10000-efficientnet-lite0", bundle)
+    out = tmp_path / "m.json"
+    with open(bundle / "split.csv", "a") as fh:
+        fh.write("ISIC_9999999,train\n")  # no longer the split the metadata names
+    proc = run_cli("evaluate", str(SAMPLES / "labels.csv"), "-m", str(bundle), "--json", str(out))
+    assert proc.returncode == 0 and json.loads(out.read_text())["held_out"] is None
+    assert f"note: {bundle / 'split.csv'} is not the split ham10000-efficientnet-lite0 was trained with" in proc.stderr
+    (bundle / "split.csv").unlink()
+    proc = run_cli("evaluate", str(SAMPLES / "labels.csv"), "-m", str(bundle), "--json", str(out))
+    assert proc.returncode == 0 and json.loads(out.read_text())["held_out"] is None and "note:" not in proc.stderr
+
+
 def test_a_missing_labels_file_is_named_without_python_jargon(tmp_path):
     proc = run_cli("evaluate", str(tmp_path / "nope.csv"))
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: {tmp_path / 'nope.csv'}: No such file or directory"

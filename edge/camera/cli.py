@@ -46,9 +46,9 @@ def main(args: argparse.Namespace) -> int:
     classifier = Classifier(args.model, args.threads, args.runtime, args.labels_file)
     frames_dir = args.frames_dir or args.save_dir / ".frames"
     try:
-        with Controls(args.gpio_pin, args.auto_shoot) as controls, \
-                open_source(args.source, args.fps, preview=args.display in ("auto", "overlay")) as source, \
-                make_display(args.display, source, frames_dir, args.frame_every) as display:
+        with open_source(args.source, args.fps, preview=args.display in ("auto", "overlay")) as source, \
+                make_display(args.display, source, frames_dir, args.frame_every) as display, \
+                Controls(args.gpio_pin, args.auto_shoot) as controls:
             store = ShotStore(args.save_dir, source.name, classifier, args.tta)
             print(DISCLAIMER, file=sys.stderr)
             with Grabber(source, functools.partial(prepare, classifier)) as grabber:
