@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from edge.classifier import Classifier
 from edge.embedded import embed
 from edge.labels import CLASS_NAMES
 from edge.metrics import evaluate, softmax
+from training.data import DataError
 
 KEY_METRICS = ("n", "accuracy", "balanced_accuracy", "balanced_accuracy_ci95", "macro_f1", "macro_auc", "ece",
                "mel_sensitivity_at_80_specificity", "mel_sensitivity_at_90_specificity")
@@ -105,9 +107,21 @@ def build_metadata(run: Run, name: str, quantize: str, input_detail: dict, outpu
         "thresholds": run.calibration["thresholds"],
         "training": {k: cfg.get(k) for k in ("arch", "alpha", "input_size", "data", "metadata", "seed",
                                               "split_sha256", "counts", "trained_on", "epochs", "fine_tune_epochs",
-                                              "imbalance", "label_smoothing", "qat_epochs")},
+                                              "imbalance", "label_smoothing", "qat_epochs")}
+                    | {k: cfg[k] for k in ("interrupted_after_epochs",) if k in cfg},  # a run stopped by hand
         "code_version": code_version(),
     }
+
+
+def _check_out(out: Path) -> None:
+    """Refuse, before any work, an ``--out`` that is a file, lies under no folder, or is a folder
+    holding something other than a bundle (replacing a bundle is fine: it is swapped whole)."""
+    if not out.parent.is_dir():
+        raise DataError(f"--out {out}: no such folder {out.parent}")
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file: name a bundle folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / METADATA_FILE).is_file():
+        raise DataError(f"--out {out} holds files but no bundle ({METADATA_FILE}): name a new folder")
 
 
 def _load_split_arrays(run: Run, data: str | None, n_representative: int) -> dict:
@@ -118,6 +132,11 @@ def _load_split_arrays(run: Run, data: str | None, n_representative: int) -> dic
     cfg = run.config
     index = index_dataset(data or cfg["data"], None if data else cfg.get("metadata"))
     parts = apply_split(index.records, read_split(run.path / "split.csv"))
+    missing = {k: n - len(parts[k]) for k, n in cfg.get("counts", {}).items() if n > len(parts[k])}
+    if missing:
+        raise DataError(f"images of the run's split are missing under {data or cfg['data']} ("
+                        + ", ".join(f"{n} of {cfg['counts'][k]} {k}" for k, n in missing.items())
+                        + "): the bundle's figures would not be the run's; pass --data with all of them")
     look = (tuple(cfg["input_size"]), cfg["crop"], color_constancy(cfg))
     y_train = np.array([cfg["classes"].index(r.dx) for r in parts["train"]])
     rep = [parts["train"][i] for i in representative_indices(y_train, n_representative)]
@@ -133,8 +152,12 @@ def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str |
                 command: str = "") -> dict:
     """Convert, verify and write the bundle; raises :class:`ConversionRefused` if not faithful.
     ``command`` (the convert command line) goes into the bundle's README after the run's own."""
-    run = Run.load(run_dir)
     out = Path(out)
+    _check_out(out)
+    run = Run.load(run_dir)
+    if "interrupted_after_epochs" in run.config:
+        print(f"warning: {run_dir} was interrupted after {run.config['interrupted_after_epochs']} epochs, "
+              "before its schedule ended; the model card says so", file=sys.stderr)
     arrays = _load_split_arrays(run, data, n_representative)
     if representative is None:
         representative = arrays["representative"]

@@ -38,6 +38,8 @@ def model_card(meta: dict) -> str:
     rule = (f" of `{by}`; this model's own sensitivity at them is measured on test only" if by else "")
     seen = ("; validation is training data for this model, so this checks the conversion, not accuracy"
             if "val" in trained_on(meta) else "")
+    stopped = (f"\n**Training was stopped by hand after {tr['interrupted_after_epochs']} epochs**, before its "
+               "schedule ended; the best checkpoint so far is this model." if "interrupted_after_epochs" in tr else "")
     return f"""# Model card: {meta['name']}
 
 **{DISCLAIMER}** This model is a decision aid for trained users (clinicians, dermoscopy-trained
@@ -57,7 +59,7 @@ to rule out skin cancer.
 ## Data
 HAM10000 dermoscopic images (7 classes: akiec, bcc, bkl, df, mel, nv, vasc), {sum(tr['counts'].values())}
 images from the folder `{Path(tr['data']).name}`. Split grouped by `lesion_id` (no lesion in two splits), stratified by diagnosis,
-seed {tr['seed']}: {tr['counts']}, trained on {' + '.join(trained_on(meta))}; split file sha256 `{tr['split_sha256']}` (`split.csv` here).
+seed {tr['seed']}: {tr['counts']}, trained on {' + '.join(trained_on(meta))}; split file sha256 `{tr['split_sha256']}` (`split.csv` here).{stopped}
 The population is mostly fair-skinned (Austria, Australia); dx labels are histopathology for most
 malignant cases and follow-up/expert consensus for many benign ones.
 

@@ -14,7 +14,7 @@ from conftest import run_cli
 pytest.importorskip("tensorflow", reason="the training side needs TensorFlow (pip install '.[train]')")
 
 from training.data import index_dataset  # noqa: E402
-from training.splits import apply_split, make_split, read_split, write_split  # noqa: E402
+from training.splits import apply_split, cover, make_split, read_split, write_split  # noqa: E402
 from training.data import DataError  # noqa: E402
 
 
@@ -57,6 +57,38 @@ def test_reader_matches_rows_and_reports_mismatches(ham_layout):
         bad = ham_layout / "bad.csv"
         bad.write_text("a,b\n1,2\n")
         index_dataset(ham_layout, bad)
+
+
+def test_reader_takes_a_spreadsheet_csv_and_refuses_rows_that_disagree(ham_layout, tmp_path):
+    text = (ham_layout / "HAM10000_metadata.csv").read_text()
+    bom = tmp_path / "bom.csv"
+    bom.write_text("\ufeff" + text)
+    assert len(index_dataset(ham_layout, bom).records) == 48
+    first = text.splitlines()[1].split(",")  # lesion_id,image_id,dx,...
+    twice = tmp_path / "twice.csv"
+    twice.write_text(text + ",".join([first[0], first[1], "nv" if first[2] != "nv" else "mel", *first[3:]]) + "\n")
+    with pytest.raises(DataError, match=f"image {first[1]} has two rows that disagree"):
+        index_dataset(ham_layout, twice)
+    again = tmp_path / "again.csv"
+    again.write_text(text + text.splitlines()[1] + "\n")  # the same row twice: one image
+    assert len(index_dataset(ham_layout, again).records) == 48
+
+
+def test_a_split_file_covers_the_other_images_of_its_lesions(ham_layout, capsys):
+    records = index_dataset(ham_layout).records
+    full = make_split(records, seed=3)
+    lesions = {}
+    for r in records:
+        lesions.setdefault(r.lesion_id, []).append(r.image_id)
+    several = next(ids for ids in lesions.values() if len(ids) > 1)
+    single = next(ids for ids in lesions.values() if len(ids) == 1)
+    partial = {k: v for k, v in full.items() if k not in several[1:] + single}  # as a one-image-per-lesion file
+    covered = cover(records, partial)
+    assert all(covered[i] == full[several[0]] for i in several) and single[0] not in covered
+    out = capsys.readouterr().out
+    assert f"{len(several) - 1} more images of the split file's lesions join" in out and "1 images of lesions" in out
+    with pytest.raises(DataError, match="another data set"):
+        cover(records, {"ISIC_0000000": "train"})
 
 
 def test_split_is_grouped_by_lesion_seeded_and_reusable(ham_layout, tmp_path):
@@ -145,6 +177,48 @@ def test_tiny_training_run_converts_to_every_format(tiny_run, tmp_path, lesion_i
     proc = run_cli("convert", str(run), "--quantize", "float16", "--out", str(refused),
                    "--min-agreement", "1.01", timeout=600)
     assert proc.returncode == 2 and "refusing" in proc.stderr and not refused.exists()
+
+
+def test_train_and_convert_refuse_bad_paths_before_any_work(tiny_run, ham_layout, tmp_path):
+    base = ["train", "--data", str(ham_layout), "--arch", "seed-cnn", "--input-size", "24", "32", "--epochs", "1"]
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "keep.txt").write_text("mine")
+    for args, message in (
+            (["--out", str(tiny_run)], f"--out {tiny_run} already holds files"),
+            (["--out", str(notes / "keep.txt")], "is a file"),
+            (["--arch", "mobilenetv2", "--weights", "imagenet", "--out", str(tmp_path / "w")],
+             "--weights imagenet: no such file (weights come from a file; nothing is downloaded)"),
+            (["--init", str(tmp_path / "nothere.keras"), "--out", str(tmp_path / "i")], "--init"),
+            (["--arch", "mobilenetv2", "--weights", str(ham_layout / "HAM10000_metadata.csv"), "--input-size", "48",
+              "--out", str(tmp_path / "x")], "cannot build --arch mobilenetv2 at 48x48 px with --weights")):
+        proc = run_cli(*base, *args, timeout=300)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert message in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
+        assert "Downloading" not in proc.stdout + proc.stderr
+    assert (notes / "keep.txt").read_text() == "mine" and not (tmp_path / "x").exists()  # nothing left behind
+
+    broken = tmp_path / "broken"
+    shutil.copytree(ham_layout, broken)
+    victim = sorted((broken / "HAM10000_images_part_1").glob("*.jpg"))[0]
+    victim.write_bytes(victim.read_bytes()[:200])
+    proc = run_cli(*base[:2], str(broken), *base[3:], "--out", str(tmp_path / "b"), timeout=300)
+    assert proc.returncode == 2 and str(victim) in proc.stderr and "replace or remove this image" in proc.stderr
+    assert not (tmp_path / "b").exists()  # a run that never trained leaves no folder to trip the next one
+
+    for out, message in ((tiny_run, "holds files but no bundle"), (notes / "keep.txt", "is a file"),
+                         (notes / "keep.txt" / "b", "no such folder")):
+        proc = run_cli("convert", str(tiny_run), "--quantize", "float32", "--out", str(out), timeout=300)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert (tiny_run / "model.keras").is_file() and (notes / "keep.txt").read_text() == "mine"
+    sparse = tmp_path / "sparse"
+    shutil.copytree(ham_layout, sparse)
+    test_ids = [r["image_id"] for r in csv.DictReader(open(tiny_run / "split.csv")) if r["split"] == "test"]
+    for image in sparse.rglob(f"{test_ids[0]}.jpg"):
+        image.unlink()
+    proc = run_cli("convert", str(tiny_run), "--quantize", "float32", "--out", str(tmp_path / "s"),
+                   "--data", str(sparse), timeout=300)
+    assert proc.returncode == 2 and f"1 of {len(test_ids)} test" in proc.stderr, proc.stderr[-2000:]
 
 
 def test_fake_quant_twin_shares_weights_and_rounds_like_the_int8_model(tiny_run, ham_layout):
@@ -362,10 +436,16 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_still_reports(ham_layout, tmp_path
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, rest[-2000:]
-    assert "interrupted: keeping the best checkpoint" in rest
+    assert proc.returncode == 130, rest[-2000:]  # so `train && convert` stops here
+    assert "epochs: keeping the best checkpoint so far" in rest
     assert (run / "model.keras").is_file() and (run / "report" / "summary.md").is_file()
     assert (run / "calibration.json").is_file()
+    stopped = json.loads((run / "config.json").read_text())["interrupted_after_epochs"]
+    assert stopped >= 1
+    bundle = tmp_path / "bundle"
+    converted = run_cli("convert", str(run), "--quantize", "float32", "--out", str(bundle), timeout=600)
+    assert converted.returncode == 0 and f"interrupted after {stopped} epochs" in converted.stderr
+    assert f"Training was stopped by hand after {stopped} epochs" in (bundle / "MODEL_CARD.md").read_text()
 
 
 def test_mixup_blends_images_labels_and_weights_by_the_same_share():

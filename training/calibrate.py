@@ -27,5 +27,9 @@ def decision_thresholds(probs: np.ndarray, y: np.ndarray, classes: list[str],
     'uncertain'."""
     refer = {c: threshold_for_sensitivity(probs[:, classes.index(c)], y == classes.index(c), sensitivity)
              for c in MALIGNANT if c in classes}
+    unseen = [c for c in refer if not np.any(y == classes.index(c))]
+    if unseen:
+        print(f"warning: no {', '.join(unseen)} image in validation: referral threshold 0.5 for "
+              f"{'it' if len(unseen) == 1 else 'them'}, not fitted (the model card's sensitivity does not hold)")
     return {"refer": refer, "refer_sensitivity_on_val": sensitivity,
             "confidence_floor": confidence_floor}

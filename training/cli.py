@@ -5,6 +5,7 @@ import argparse
 import shlex
 import sys
 
+from edge.args import positive
 from edge.preprocess import COLOR_CONSTANCY
 from training.archs import ARCHS, AUGMENTATIONS
 
@@ -13,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="folder holding HAM10000 images (searched recursively)")
     p.add_argument("--metadata", help="HAM10000_metadata.csv (default: the one in --data)")
     p.add_argument("--arch", choices=ARCHS, default="mobilenetv2")
-    p.add_argument("--input-size", type=int, nargs="+", metavar="PX",
+    p.add_argument("--input-size", type=positive(int), nargs="+", metavar="PX",
                    help="square side, or HEIGHT WIDTH (default: the architecture's)")
     p.add_argument("--alpha", type=float, default=0.5, choices=(0.35, 0.5), help="MobileNetV2 width")
     p.add_argument("--weights", help="ImageNet weights file for the backbone (no download happens)")
@@ -21,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=8, help="epochs with the backbone frozen (or all, seed-cnn)")
     p.add_argument("--fine-tune-epochs", type=int, default=20)
     p.add_argument("--fine-tune-fraction", type=float, default=0.4, help="top share of backbone layers to unfreeze")
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batch", type=positive(int), default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--fine-tune-lr", type=float, default=1e-4)
     p.add_argument("--imbalance", choices=("class-weight", "logit-adjust", "none"), default="class-weight",
@@ -75,7 +76,7 @@ def add_port_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from training.data import DataError
-    from training.train import TrainConfig, run
+    from training.train import TrainConfig, interrupted, run
 
     size = None
     if args.input_size:
@@ -96,7 +97,7 @@ def main(args: argparse.Namespace) -> int:
         color_constancy=args.color_constancy, train_batchnorm=args.train_batchnorm, refit=args.refit,
         command="lesionlite " + shlex.join(sys.argv[1:]))
     try:
-        run(cfg)
+        out = run(cfg)
     except DataError as exc:
         raise SystemExit(f"error: {exc}") from None
-    return 0
+    return 130 if interrupted(out) else 0

@@ -65,7 +65,7 @@ def find_metadata(data_dir: Path) -> Path:
 
 
 def _has_columns(path: Path) -> bool:
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         header = next(csv.reader(fh), [])
     return all(c in header for c in REQUIRED_COLUMNS)
 
@@ -75,7 +75,7 @@ def read_metadata(path: Path) -> list[dict[str, str]]:
         raise DataError(f"metadata file not found: {path}")
     if not _has_columns(path):
         raise DataError(f"{path} lacks the columns {', '.join(REQUIRED_COLUMNS)}")
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     unknown = sorted({r["dx"] for r in rows} - set(CLASSES))
     if unknown:
@@ -93,8 +93,15 @@ def index_dataset(data_dir: str | Path, metadata: str | Path | None = None) -> D
     images = images_by_stem(data_dir)
     records, missing = [], []
     known_ids = set()
+    labelled: dict[str, tuple[str, str]] = {}
     for row in rows:
         image_id = row["image_id"].strip()
+        label = (row["lesion_id"].strip(), row["dx"].strip())
+        if labelled.setdefault(image_id, label) != label:
+            raise DataError(f"{meta_path}: image {image_id} has two rows that disagree "
+                            f"({' '.join(labelled[image_id])} and {' '.join(label)})")
+        if image_id in known_ids:
+            continue  # the same row twice
         known_ids.add(image_id)
         paths = images.get(image_id)
         if paths:

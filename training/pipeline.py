@@ -10,16 +10,20 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from edge.labels import CLASSES
-from edge.preprocess import pixels
+from edge.preprocess import ImageError, pixels
 from training.archs import AUGMENTATIONS
-from training.data import Record
+from training.data import DataError, Record
 
 
 def load_arrays(records: list[Record], size: tuple[int, int], crop: str, color_constancy: str = "none",
                 workers: int = 4, desc: str = "decode") -> tuple[np.ndarray, np.ndarray]:
     """Images through :func:`edge.preprocess.pixels` (uint8 NHWC) and integer labels."""
     def one(r: Record) -> np.ndarray:
-        return pixels(r.path, size, crop=crop, color_constancy=color_constancy)
+        try:
+            return pixels(r.path, size, crop=crop, color_constancy=color_constancy)
+        except (ImageError, OSError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise DataError(f"{r.path}: {reason}: replace or remove this image") from None
 
     with ThreadPoolExecutor(workers) as pool:
         images = list(tqdm(pool.map(one, records), total=len(records), desc=desc, leave=False,

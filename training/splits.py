@@ -36,12 +36,13 @@ def make_split(records: list[Record], val: float = 0.15, test: float = 0.15,
 
 
 def write_split(path: Path, records: list[Record], assignment: dict[str, str]) -> str:
-    """Write ``image_id,lesion_id,dx,split`` atomically; return the file's sha256."""
+    """Write ``image_id,lesion_id,dx,split`` of the assigned images atomically; return the file's sha256."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["image_id", "lesion_id", "dx", "split"])
     for r in sorted(records, key=lambda r: r.image_id):
-        w.writerow([r.image_id, r.lesion_id, r.dx, assignment[r.image_id]])
+        if r.image_id in assignment:
+            w.writerow([r.image_id, r.lesion_id, r.dx, assignment[r.image_id]])
     atomic_write_text(path, buf.getvalue())
     return sha256_file(path)
 
@@ -49,7 +50,7 @@ def write_split(path: Path, records: list[Record], assignment: dict[str, str]) -
 def read_split(path: Path) -> dict[str, str]:
     """``image_id -> split`` from a split file; refuses one where a lesion crosses splits."""
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.DictReader(fh))
     except OSError as exc:
         raise DataError(f"cannot read split file {path}: {exc.strerror}") from None
@@ -63,6 +64,24 @@ def read_split(path: Path) -> dict[str, str]:
         if seen != row["split"]:
             raise DataError(f"{path}: lesion {row['lesion_id']} is in both {seen} and {row['split']}")
     return {row["image_id"]: row["split"] for row in rows}
+
+
+def cover(records: list[Record], assignment: dict[str, str]) -> dict[str, str]:
+    """A split file's assignment for these images: those it names, and the other images of its lesions
+    in their lesion's split (the full download holds several images of many lesions); images of
+    lesions it does not name are left out, and both counts are said."""
+    lesions = {r.lesion_id: assignment[r.image_id] for r in records if r.image_id in assignment}
+    added = {r.image_id: lesions[r.lesion_id] for r in records
+             if r.image_id not in assignment and r.lesion_id in lesions}
+    left_out = sum(r.image_id not in assignment and r.lesion_id not in lesions for r in records)
+    if added:
+        print(f"split: {len(added)} more images of the split file's lesions join their lesion's split")
+    if left_out:
+        print(f"split: {left_out} images of lesions the split file does not name are left out")
+    named = {r.image_id: assignment[r.image_id] for r in records if r.image_id in assignment}
+    if not named:
+        raise DataError("no image of the data is named in the split file: is it another data set's?")
+    return {**named, **added}
 
 
 def apply_split(records: list[Record], assignment: dict[str, str]) -> dict[str, list[Record]]:

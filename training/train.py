@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,7 @@ from training.archs import DEFAULT_SIZE
 from training.calibrate import decision_thresholds, fit_temperature
 from training.data import DataError, index_dataset
 from training.report import write_report
-from training.splits import apply_split, make_split, read_split, write_split
+from training.splits import apply_split, cover, make_split, read_split, write_split
 
 
 @dataclass
@@ -73,6 +74,7 @@ class BestBalancedAccuracy(keras.callbacks.Callback):
         super().__init__()
         self.x, self.y, self.path, self.export = x, y, path, export
         self.best = -1.0
+        self.completed = 0  # epochs of the whole run ended so far (phases continue the count)
 
     def _save(self) -> None:
         tmp = self.path.with_name(".tmp-" + self.path.name)
@@ -80,6 +82,7 @@ class BestBalancedAccuracy(keras.callbacks.Callback):
         os.replace(tmp, self.path)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.completed = epoch + 1
         if self.x is None:
             self._save()
             print(f"\nepoch {epoch + 1}: saved {self.path.name} (a refit keeps the last epoch)")
@@ -176,11 +179,30 @@ def _refit_source(cfg: TrainConfig, size: tuple[int, int]) -> tuple[Path, dict, 
     return split, {**calibration, "fitted_by": source.name}, theirs
 
 
+def _check_paths(cfg: TrainConfig) -> None:
+    """Refuse, before any work, an ``--out`` that already holds files (a rerun would mix its files
+    with an earlier run's) and ``--weights`` or ``--init`` files that are not there: nothing is
+    ever downloaded."""
+    out = Path(cfg.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"--out {out} already {'holds files' if out.is_dir() else 'is a file'}: "
+                        "name a new run folder (or delete that one)")
+    for flag, path in [("--weights", cfg.weights)] * bool(cfg.weights) + [("--init", i) for i in cfg.init]:
+        if not Path(path).is_file():
+            raise DataError(f"{flag} {path}: no such file (weights come from a file; nothing is downloaded)")
+
+
+def interrupted(out: Path) -> bool:
+    """Whether the run in ``out`` was stopped before its schedule ended (Ctrl-C)."""
+    return "interrupted_after_epochs" in json.loads((out / "config.json").read_text())
+
+
 def run(cfg: TrainConfig) -> Path:
     """Train, keep the best checkpoint, calibrate on validation and report on test. With
     ``cfg.refit``, train on train + validation instead, keep the last epoch and reuse the
     calibration of the run named there."""
     size = tuple(cfg.input_size or DEFAULT_SIZE[cfg.arch])
+    _check_paths(cfg)
     earlier = _init_configs(cfg)
     _check_init(cfg, earlier, size)
     split, calibration, source = (_refit_source(cfg, size) if cfg.refit
@@ -188,11 +210,21 @@ def run(cfg: TrainConfig) -> Path:
     keras.utils.set_random_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    started = time.time()
+    try:
+        return _train(cfg, out, size, earlier, split, calibration, source)
+    except BaseException:
+        if not (out / "model.keras").exists():  # stopped before anything worth keeping: free the name
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
+
+def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[dict], split: Path | None,
+           calibration: dict | None, source: dict | None) -> Path:
+    """The body of :func:`run`, in the empty folder ``out``."""
+    started = time.time()
     index = index_dataset(cfg.data, cfg.metadata)
     print(index.summary())
-    assignment = read_split(split) if split else make_split(index.records, seed=cfg.seed)
+    assignment = cover(index.records, read_split(split)) if split else make_split(index.records, seed=cfg.seed)
     split_sha = write_split(out / "split.csv", index.records, assignment)
     parts = apply_split(index.records, assignment)
     print("split: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()))
@@ -202,7 +234,12 @@ def run(cfg: TrainConfig) -> Path:
         parts = {"train": parts["train"] + parts["val"], "val": [], "test": parts["test"]}
         print(f"refit: training on train + val ({len(parts['train'])} images)")
 
-    built = models.build(cfg.arch, size, len(CLASSES), None if cfg.init else cfg.weights, cfg.alpha)
+    try:
+        built = models.build(cfg.arch, size, len(CLASSES), None if cfg.init else cfg.weights, cfg.alpha)
+    except (ValueError, OSError) as exc:  # too small an input, or weights of another architecture or format
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        weights = f" with --weights {cfg.weights}" if cfg.weights and not cfg.init else ""
+        raise DataError(f"cannot build --arch {cfg.arch} at {size[0]}x{size[1]} px{weights}: {reason}") from None
     if cfg.init:  # continue from trained models of the same architecture (their mean if several)
         try:
             built.model.set_weights(soup(cfg.init))
@@ -273,8 +310,14 @@ def run(cfg: TrainConfig) -> Path:
                              callbacks=swap + callbacks, verbose=1 if sys.stdout.isatty() else 2)
             epoch += len(hist.epoch)
     except KeyboardInterrupt:
+        if not best_path.exists():
+            raise  # nothing to keep: lesionlite says "interrupted" and exits 130
         kept = "the last epoch so far: the schedule did not finish" if cfg.refit else "the best checkpoint so far"
-        print(f"\ninterrupted: keeping {kept} ({best_path})")
+        epoch = max(epoch, callbacks[0].completed)
+        print(f"\ninterrupted after {epoch} epochs: keeping {kept} ({best_path}); it is calibrated and "
+              "reported, and the run is marked interrupted")
+        config["interrupted_after_epochs"] = epoch
+        atomic_write_text(out / "config.json", json.dumps(config, indent=2))
     if not best_path.exists():
         raise SystemExit("error: no checkpoint was saved: training stopped before the first epoch ended")
     train_seconds = time.time() - started
