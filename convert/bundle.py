@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,8 @@ from convert.card import model_card
 from convert.tflite import convert, representative_indices
 from convert.verify import verify
 from edge import __version__
-from edge.bundle import LABELS_FILE, METADATA_FILE, MODEL_FILE, SCHEMA, SPLIT_FILE, from_metadata, sha256_file
+from edge.bundle import (LABELS_FILE, METADATA_FILE, MODEL_FILE, READABLE_SCHEMAS, SCHEMA, SPLIT_FILE,
+                         from_metadata, sha256_file)
 from edge.classifier import Classifier
 from edge.embedded import embed
 from edge.labels import CLASS_NAMES
@@ -113,15 +115,28 @@ def build_metadata(run: Run, name: str, quantize: str, input_detail: dict, outpu
     }
 
 
+BUNDLE_FILES = frozenset({MODEL_FILE, METADATA_FILE, LABELS_FILE, SPLIT_FILE, "MODEL_CARD.md", "README.md",
+                          "confusion_matrix.png", "reliability.png"})
+"""What :func:`_write_bundle` writes: a folder holding anything else is not a bundle to replace."""
+
+
 def _check_out(out: Path) -> None:
-    """Refuse, before any work, an ``--out`` that is a file, lies under no folder, or is a folder
-    holding something other than a bundle (replacing a bundle is fine: it is swapped whole)."""
-    if not out.parent.is_dir():
-        raise DataError(f"--out {out}: no such folder {out.parent}")
+    """Refuse, before any work, an ``--out`` under a file, or that is a file or a folder holding
+    anything but a lesionlite bundle (a bundle is replaced whole)."""
+    above = next(p for p in out.parents if p.exists())
+    if not above.is_dir():
+        raise DataError(f"--out {out}: {above} is a file, not a folder")
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file: name a bundle folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / METADATA_FILE).is_file():
-        raise DataError(f"--out {out} holds files but no bundle ({METADATA_FILE}): name a new folder")
+    if out.is_dir() and any(out.iterdir()):
+        others = sorted(p.name for p in out.iterdir() if p.name not in BUNDLE_FILES)
+        try:
+            schema = json.loads((out / METADATA_FILE).read_text()).get("schema")
+        except (OSError, ValueError, AttributeError):
+            schema = None
+        if others or schema not in READABLE_SCHEMAS:
+            what = f"files of its own ({', '.join(others[:3])})" if others else "no lesionlite bundle"
+            raise DataError(f"--out {out} holds {what}: name a new folder")
 
 
 def _load_split_arrays(run: Run, data: str | None, n_representative: int) -> dict:
@@ -152,7 +167,7 @@ def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str |
                 command: str = "") -> dict:
     """Convert, verify and write the bundle; raises :class:`ConversionRefused` if not faithful.
     ``command`` (the convert command line) goes into the bundle's README after the run's own."""
-    out = Path(out)
+    out = Path(os.path.abspath(out))  # "." has no name to swap a bundle in under
     _check_out(out)
     run = Run.load(run_dir)
     if "interrupted_after_epochs" in run.config:

@@ -189,7 +189,8 @@ def test_train_and_convert_refuse_bad_paths_before_any_work(tiny_run, ham_layout
             (["--out", str(notes / "keep.txt")], "is a file"),
             (["--arch", "mobilenetv2", "--weights", "imagenet", "--out", str(tmp_path / "w")],
              "--weights imagenet: no such file (weights come from a file; nothing is downloaded)"),
-            (["--init", str(tmp_path / "nothere.keras"), "--out", str(tmp_path / "i")], "--init"),
+            (["--init", str(tmp_path / "nothere.keras"), "--out", str(tmp_path / "i")],
+             f"--init {tmp_path / 'nothere.keras'}: no such file"),
             (["--arch", "mobilenetv2", "--weights", str(ham_layout / "HAM10000_metadata.csv"), "--input-size", "48",
               "--out", str(tmp_path / "x")], "cannot build --arch mobilenetv2 at 48x48 px with --weights")):
         proc = run_cli(*base, *args, timeout=300)
@@ -205,9 +206,17 @@ def test_train_and_convert_refuse_bad_paths_before_any_work(tiny_run, ham_layout
     proc = run_cli(*base[:2], str(broken), *base[3:], "--out", str(tmp_path / "b"), timeout=300)
     assert proc.returncode == 2 and str(victim) in proc.stderr and "replace or remove this image" in proc.stderr
     assert not (tmp_path / "b").exists()  # a run that never trained leaves no folder to trip the next one
+    made = tmp_path / "made"
+    made.mkdir()  # made by the user: emptied, not removed
+    assert run_cli(*base[:2], str(broken), *base[3:], "--out", str(made), timeout=300).returncode == 2
+    assert made.is_dir() and not any(made.iterdir())
 
-    for out, message in ((tiny_run, "holds files but no bundle"), (notes / "keep.txt", "is a file"),
-                         (notes / "keep.txt" / "b", "no such folder")):
+    fake = tmp_path / "project"
+    fake.mkdir()
+    (fake / "metadata.json").write_text("{}")  # a name alone does not make a bundle
+    for out, message in ((tiny_run, "holds files of its own (calibration.json, config.json, history.csv"),
+                         (fake, "holds no lesionlite bundle"), (notes / "keep.txt", "is a file"),
+                         (notes / "keep.txt" / "b", "keep.txt is a file, not a folder")):
         proc = run_cli("convert", str(tiny_run), "--quantize", "float32", "--out", str(out), timeout=300)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
     assert (tiny_run / "model.keras").is_file() and (notes / "keep.txt").read_text() == "mine"
@@ -342,8 +351,13 @@ def test_refit_trains_on_train_and_val_to_the_end_and_reuses_the_runs_calibratio
 
     other = tmp_path / "other.csv"
     other.write_text((tiny_run / "split.csv").read_text().replace(",test\n", ",val\n", 1))
+    stopped = tmp_path / "stopped"
+    shutil.copytree(tiny_run, stopped)
+    config = json.loads((stopped / "config.json").read_text())
+    (stopped / "config.json").write_text(json.dumps({**config, "interrupted_after_epochs": 1}))
     for args, message in (
             (["--refit", str(tiny_run), "--split", str(other)], "is not the split of --refit"),
+            (["--refit", str(stopped)], f"--refit {stopped} was interrupted"),
             (["--refit", str(run)], f"--refit {run} was trained on val itself"),
             (["--refit", str(tiny_run), "--fine-tune-epochs", "2"],
              f"--refit {tiny_run} used another recipe: --fine-tune-epochs 1 (this run 2)"),
@@ -441,7 +455,7 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_still_reports(ham_layout, tmp_path
     assert (run / "model.keras").is_file() and (run / "report" / "summary.md").is_file()
     assert (run / "calibration.json").is_file()
     stopped = json.loads((run / "config.json").read_text())["interrupted_after_epochs"]
-    assert stopped >= 1
+    assert stopped == len(list(csv.DictReader(open(run / "history.csv")))) >= 1
     bundle = tmp_path / "bundle"
     converted = run_cli("convert", str(run), "--quantize", "float32", "--out", str(bundle), timeout=600)
     assert converted.returncode == 0 and f"interrupted after {stopped} epochs" in converted.stderr

@@ -1,6 +1,8 @@
 """Temperature scaling and decision thresholds, fitted on the validation split."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from scipy.optimize import minimize_scalar
 
@@ -30,6 +32,7 @@ def decision_thresholds(probs: np.ndarray, y: np.ndarray, classes: list[str],
     unseen = [c for c in refer if not np.any(y == classes.index(c))]
     if unseen:
         print(f"warning: no {', '.join(unseen)} image in validation: referral threshold 0.5 for "
-              f"{'it' if len(unseen) == 1 else 'them'}, not fitted (the model card's sensitivity does not hold)")
+              f"{'it' if len(unseen) == 1 else 'them'}, not fitted (the model card's sensitivity does not hold)",
+              file=sys.stderr)
     return {"refer": refer, "refer_sensitivity_on_val": sensitivity,
             "confidence_floor": confidence_floor}

@@ -92,23 +92,22 @@ def index_dataset(data_dir: str | Path, metadata: str | Path | None = None) -> D
     rows = read_metadata(meta_path)
     images = images_by_stem(data_dir)
     records, missing = [], []
-    known_ids = set()
     labelled: dict[str, tuple[str, str]] = {}
     for row in rows:
         image_id = row["image_id"].strip()
         label = (row["lesion_id"].strip(), row["dx"].strip())
-        if labelled.setdefault(image_id, label) != label:
-            raise DataError(f"{meta_path}: image {image_id} has two rows that disagree "
-                            f"({' '.join(labelled[image_id])} and {' '.join(label)})")
-        if image_id in known_ids:
+        if image_id in labelled:
+            if labelled[image_id] != label:
+                raise DataError(f"{meta_path}: image {image_id} has two rows that disagree "
+                                f"({' '.join(labelled[image_id])} and {' '.join(label)})")
             continue  # the same row twice
-        known_ids.add(image_id)
+        labelled[image_id] = label
         paths = images.get(image_id)
         if paths:
             records.append(Record(image_id, row["lesion_id"].strip(), row["dx"].strip(), paths[0]))
         else:
             missing.append(image_id)
-    extra = [p for stem, ps in images.items() if stem not in known_ids for p in ps]
+    extra = [p for stem, ps in images.items() if stem not in labelled for p in ps]
     duplicates = [p for ps in images.values() for p in ps[1:]]
     if not records:
         raise DataError(f"no image under {data_dir} matches a row of {meta_path.name}")

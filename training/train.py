@@ -119,6 +119,9 @@ def _check_init(cfg: TrainConfig, earlier: list[dict], size: tuple[int, int]) ->
         if not config:
             print(f"note: no config.json beside {init}: its input size and colour constancy are not checked")
             continue
+        if "interrupted_after_epochs" in config:
+            print(f"warning: --init {init} comes from a run interrupted after {config['interrupted_after_epochs']} "
+                  "epochs", file=sys.stderr)
         if _saw_val(config) and not cfg.refit:
             raise DataError(f"--init {init} was trained on val too, so val cannot choose or calibrate what "
                             "follows: continue it with --refit RUN")
@@ -167,6 +170,9 @@ def _refit_source(cfg: TrainConfig, size: tuple[int, int]) -> tuple[Path, dict, 
     theirs = json.loads((source / "config.json").read_text())
     if _saw_val(theirs):
         raise DataError(f"--refit {source} was trained on val itself: name the run that held val out")
+    if "interrupted_after_epochs" in theirs:
+        raise DataError(f"--refit {source} was interrupted, so validation never saw its schedule to the end: "
+                        "refit a run that finished")
     defaults, ours = asdict(TrainConfig(data="", out="")), {**asdict(cfg), "input_size": list(size)}
     differ = [f"--{k.replace('_', '-')} {theirs.get(k, defaults[k])} (this run {ours[k]})"
               for k in RECIPE if theirs.get(k, defaults[k]) != ours[k]]
@@ -209,12 +215,17 @@ def run(cfg: TrainConfig) -> Path:
                                   else (Path(cfg.split) if cfg.split else None, None, None))
     keras.utils.set_random_seed(cfg.seed)
     out = Path(cfg.out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
         return _train(cfg, out, size, earlier, split, calibration, source)
     except BaseException:
         if not (out / "model.keras").exists():  # stopped before anything worth keeping: free the name
-            shutil.rmtree(out, ignore_errors=True)
+            for path in [out] if created else list(out.iterdir()):  # a folder made for the run, or its files
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
         raise
 
 
