@@ -6,6 +6,7 @@ import csv
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,15 +34,15 @@ def read_labelled(labels_csv: Path, images: Path | None = None, split_file: Path
     if not rows:
         raise LabelsError(f"{labels_csv} has no rows")
     cols = rows[0].keys()
-    keep = _split_ids(split_file, split) if split_file else None
+    keep = members(split_file, {split}) if split_file else None
     if {"path", "label"} <= cols:
         base = images or labels_csv.parent
-        rows = [r for r in rows if keep is None or Path(r["path"]).stem in keep]
+        rows = [r for r in rows if keep is None or keep.has(Path(r["path"]).stem, r.get("lesion_id"))]
         pairs = [(str(base / r["path"]), r["label"], r.get("lesion_id") or r["path"]) for r in rows]
     elif {"image_id", "dx"} <= cols:
         base = images or labels_csv.parent
         found = images_by_stem(base)
-        rows = [r for r in rows if keep is None or r["image_id"] in keep]
+        rows = [r for r in rows if keep is None or keep.has(r["image_id"], r.get("lesion_id"))]
         missing = sum(r["image_id"] not in found for r in rows)
         if missing:  # e.g. a subset of the download: say so, the figures are over fewer images
             print(f"note: {missing} of {len(rows)} metadata rows{f' of the {split} split' if keep is not None else ''} "
@@ -74,12 +75,24 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         raise LabelsError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
-def _split_ids(split_file: Path, split: str | None) -> set[str]:
-    """The image ids a ``split.csv`` puts in ``split``."""
+class Members(NamedTuple):
+    """The images a split file puts on some of its sides: those it names, and the other images of
+    their lesions (as ``lesionlite train --split`` places them)."""
+
+    ids: set[str]
+    lesions: set[str]
+
+    def has(self, image_id: str, lesion: str | None) -> bool:
+        return image_id in self.ids or bool(lesion) and lesion in self.lesions
+
+
+def members(split_file: Path, splits: set[str]) -> Members:
+    """The images ``split_file`` (a ``split.csv``) puts in ``splits``."""
     rows = _read_csv(split_file)
     if rows and not {"image_id", "split"} <= rows[0].keys():
         raise LabelsError(f"{split_file}: expected a split.csv with columns image_id and split")
-    return {r["image_id"] for r in rows if r["split"] == split}
+    chosen = [r for r in rows if r["split"] in splits]
+    return Members({r["image_id"] for r in chosen}, {r["lesion_id"] for r in chosen if r.get("lesion_id")})
 
 
 def add_arguments(p) -> None:
@@ -116,10 +129,10 @@ def _alteration(args: argparse.Namespace) -> Alteration | None:
     return Alteration(light) if args.light else None
 
 
-def _held_out(bundle: Bundle, image_ids: list[str]) -> bool | None:
-    """Whether none of the images scored is one the model trained on, by image id in the split file
-    that ships beside it (None when unknown: a bare model, or a split file its metadata does not name);
-    says so when some are."""
+def _held_out(bundle: Bundle, pairs: list[tuple[str, str, str]]) -> bool | None:
+    """Whether none of the images scored (``pairs`` as :func:`read_labelled` gives them) is one the
+    model trained on or of a lesion it trained on, by the split file that ships beside it (None when
+    unknown: a bare model, or a split file its metadata does not name); says so when some are."""
     splits = trained_on(bundle.meta)
     split_file = bundle.model_path.parent / SPLIT_FILE
     if splits is None or not split_file.is_file():
@@ -128,10 +141,10 @@ def _held_out(bundle: Bundle, image_ids: list[str]) -> bool | None:
         print(f"note: {split_file} is not the split {bundle.name} was trained with: whether these images "
               "were held out is unknown", file=sys.stderr)
         return None
-    trained = {r["image_id"] for r in _read_csv(split_file) if r["split"] in splits}
-    seen = sum(i in trained for i in image_ids)
+    trained = members(split_file, set(splits))
+    seen = sum(trained.has(Path(path).stem, lesion) for path, _, lesion in pairs)
     if seen:
-        print(f"note: {seen} of these {len(image_ids)} images are among those {bundle.name} was trained on "
+        print(f"note: {seen} of these {len(pairs)} images are of lesions {bundle.name} was trained on "
               f"(its {' + '.join(splits)} split): these figures are not held out (for held-out ones: "
               f"--split-file {split_file} --split test)", file=sys.stderr)
     return not seen
@@ -151,7 +164,7 @@ def main(args) -> int:
     unknown = sorted({lab for _, lab, _ in pairs} - set(codes))
     if unknown:
         raise SystemExit(f"error: labels {unknown} are not classes of this model ({codes})")
-    held_out = _held_out(clf.bundle, [Path(p).stem for p, _, _ in pairs])
+    held_out = _held_out(clf.bundle, pairs)
     probs, y, lesions, failed = [], [], [], []
     rows = classify_paths(clf, [p for p, _, _ in pairs], args.workers, args.tta, _alteration(args))  # in order
     for row, (_, label, lesion) in zip(rows, pairs):

@@ -136,20 +136,25 @@ def test_a_spreadsheet_csv_is_read_and_bad_rows_are_named(tmp_path):
 
 def test_images_the_shipped_model_trained_on_are_flagged_however_they_are_listed(tmp_path):
     bundle = ROOT / "models" / "ham10000-efficientnet-lite0"
-    trained = next(r["image_id"] for r in csv.DictReader(open(bundle / "split.csv")) if r["split"] == "train")
+    trained = next(r for r in csv.DictReader(open(bundle / "split.csv")) if r["split"] == "train")
     images = tmp_path / "images"
     images.mkdir()
-    shutil.copy(SAMPLES / "ISIC_0025994.jpg", images / f"{trained}.jpg")  # stands in for a training image
-    shutil.copy(SAMPLES / "ISIC_0026458.jpg", images)
+    shutil.copy(SAMPLES / "ISIC_0025994.jpg", images / f"{trained['image_id']}.jpg")  # stands in for a training image
+    shutil.copy(SAMPLES / "ISIC_0026731.jpg", images / "ISIC_9999999.jpg")  # another image of that lesion
+    shutil.copy(SAMPLES / "ISIC_0026458.jpg", images)  # a test image
     labels = images / "labels.csv"
-    labels.write_text(f"path,label\n{trained}.jpg,nv\nISIC_0026458.jpg,mel\n")
+    labels.write_text(f"path,label,lesion_id\n{trained['image_id']}.jpg,nv,\n"
+                      f"ISIC_9999999.jpg,nv,{trained['lesion_id']}\nISIC_0026458.jpg,mel,HAM_0005588\n")
     out = tmp_path / "m.json"
     proc = run_cli("evaluate", str(labels), "--json", str(out))  # no split file named
     assert proc.returncode == 0, proc.stderr
-    assert "note: 1 of these 2 images are among those ham10000-efficientnet-lite0 was trained on (its train + val " \
+    assert "note: 2 of these 3 images are of lesions ham10000-efficientnet-lite0 was trained on (its train + val " \
         "split): these figures are not held out" in proc.stderr
     assert f"--split-file {bundle / 'split.csv'} --split test" in proc.stderr
     assert json.loads(out.read_text())["held_out"] is False
+    proc = run_cli("evaluate", str(labels), "--split-file", str(bundle / "split.csv"), "--split", "train",
+                   "--json", str(out))  # the other image of a train lesion is on the train side too
+    assert proc.returncode == 0 and json.loads(out.read_text())["n"] == 2, proc.stderr
 
 
 def test_held_out_is_unknown_without_the_models_own_split_file(tmp_path):
