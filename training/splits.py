@@ -70,17 +70,16 @@ def cover(records: list[Record], assignment: dict[str, str]) -> dict[str, str]:
     """A split file's assignment for these images: those it names, and the other images of its lesions
     in their lesion's split (the full download holds several images of many lesions); images of
     lesions it does not name are left out, and both counts are said."""
-    lesions = {r.lesion_id: assignment[r.image_id] for r in records if r.image_id in assignment}
-    added = {r.image_id: lesions[r.lesion_id] for r in records
-             if r.image_id not in assignment and r.lesion_id in lesions}
-    left_out = sum(r.image_id not in assignment and r.lesion_id not in lesions for r in records)
-    if added:
-        print(f"split: {len(added)} more images of the split file's lesions join their lesion's split")
-    if left_out:
-        print(f"split: {left_out} images of lesions the split file does not name are left out")
     named = {r.image_id: assignment[r.image_id] for r in records if r.image_id in assignment}
     if not named:
         raise DataError("no image of the data is named in the split file: is it another data set's?")
+    lesions = {r.lesion_id: named[r.image_id] for r in records if r.image_id in named}
+    others = [r for r in records if r.image_id not in named]
+    added = {r.image_id: lesions[r.lesion_id] for r in others if r.lesion_id in lesions}
+    if added:
+        print(f"split: {len(added)} more images of the split file's lesions join their lesion's split")
+    if len(others) > len(added):
+        print(f"split: {len(others) - len(added)} images of lesions the split file does not name are left out")
     return {**named, **added}
 
 
