@@ -13,17 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.card import model_card
-from convert.tflite import convert, representative_indices
-from convert.verify import verify
-from edge import __version__
-from edge.bundle import (LABELS_FILE, METADATA_FILE, MODEL_FILE, READABLE_SCHEMAS, SCHEMA, SPLIT_FILE,
+from lesionlite.convert.card import model_card
+from lesionlite.convert.tflite import convert, representative_indices
+from lesionlite.convert.verify import verify
+from lesionlite.edge import __version__
+from lesionlite.edge.bundle import (LABELS_FILE, METADATA_FILE, MODEL_FILE, READABLE_SCHEMAS, SCHEMA, SPLIT_FILE,
                          from_metadata, sha256_file)
-from edge.classifier import Classifier
-from edge.embedded import embed
-from edge.labels import CLASS_NAMES
-from edge.metrics import evaluate, softmax
-from training.data import DataError
+from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.embedded import embed
+from lesionlite.edge.labels import CLASS_NAMES
+from lesionlite.edge.metrics import evaluate, softmax
+from lesionlite.training.data import DataError
 
 KEY_METRICS = ("n", "accuracy", "balanced_accuracy", "balanced_accuracy_ci95", "macro_f1", "macro_auc", "ece",
                "mel_sensitivity_at_80_specificity", "mel_sensitivity_at_90_specificity")
@@ -140,9 +140,9 @@ def _check_out(out: Path) -> None:
 
 
 def _load_split_arrays(run: Run, data: str | None, n_representative: int) -> dict:
-    from training import pipeline
-    from training.data import index_dataset
-    from training.splits import apply_split, read_split
+    from lesionlite.training import pipeline
+    from lesionlite.training.data import index_dataset
+    from lesionlite.training.splits import apply_split, read_split
 
     cfg = run.config
     index = index_dataset(data or cfg["data"], None if data else cfg.get("metadata"))
@@ -220,7 +220,7 @@ def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str |
 def _write_plots(stage: Path, meta: dict, y: np.ndarray, probs: np.ndarray, confusion: list) -> None:
     """The converted model's confusion matrix and reliability plot on the test split (``probs``:
     its calibrated probabilities, softmax(z / T); softmax(z) is their T-th power, renormalized)."""
-    from training.report import write_plots
+    from lesionlite.training.report import write_plots
 
     raw = probs.astype(np.float64) ** meta["calibration"]["temperature"]
     write_plots(stage, y, raw / raw.sum(axis=1, keepdims=True), probs, confusion,

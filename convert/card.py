@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge.bundle import trained_on
-from edge.labels import DISCLAIMER
-from edge.metrics import interval_note
+from lesionlite.edge.bundle import trained_on
+from lesionlite.edge.labels import DISCLAIMER
+from lesionlite.edge.metrics import interval_note
 
 ATTRIBUTION = (
     "HAM10000: Tschandl P., Rosendahl C., Kittler H. \"The HAM10000 dataset, a large collection of "

@@ -5,7 +5,7 @@ import argparse
 import shlex
 import sys
 
-from convert.tflite import QUANTIZATIONS
+from lesionlite.convert.tflite import QUANTIZATIONS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,8 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from convert.bundle import ConversionRefused, convert_run
-    from training.data import DataError
+    from lesionlite.convert.bundle import ConversionRefused, convert_run
+    from lesionlite.training.data import DataError
 
     try:
         meta = convert_run(args.run, args.quantize, args.out, args.data, args.min_agreement,

@@ -5,8 +5,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from edge.classifier import Classifier
-from edge.metrics import balanced_accuracy
+from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.metrics import balanced_accuracy
 
 
 @dataclass

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
-from edge.args import output_path, positive
-from edge.classifier import Classifier
-from edge.preprocess import IMAGE_SUFFIXES, ImageError
+from lesionlite.edge.args import output_path, positive
+from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.preprocess import IMAGE_SUFFIXES, ImageError
 
 if TYPE_CHECKING:
-    from edge.degrade import Alteration
+    from lesionlite.edge.degrade import Alteration
 
 DATASET_SUFFIXES = (".jpg", ".jpeg", ".png")
 """Image files of a labelled data set (HAM10000-style), matched to metadata rows by file stem."""
@@ -111,7 +111,7 @@ def classify_paths(clf: Classifier, paths: list[str], workers: int = 2, tta: boo
                    alter: Alteration | None = None) -> Iterator[Row]:
     """Yield a :class:`Row` per path, in order. ``workers`` threads decode up to ``2 * workers + 1``
     files ahead of the interpreter; a file that cannot be read yields a row with ``error`` set. ``alter``
-    changes each decoded image first (a simulated light or camera, :mod:`edge.degrade`)."""
+    changes each decoded image first (a simulated light or camera, :mod:`lesionlite.edge.degrade`)."""
     def load(path: str) -> np.ndarray:
         if alter:  # decoded as pixels() decodes (JPEG draft mode), so only the alteration differs
             return clf.preprocess(alter.load(path, max(clf.spec.height, clf.spec.width)))
@@ -270,7 +270,7 @@ def main(args) -> int:
 
     from tqdm import tqdm
 
-    from edge.labels import DISCLAIMER
+    from lesionlite.edge.labels import DISCLAIMER
 
     fmt = args.format or (Path(args.output).suffix.lstrip(".").lower() if args.output else "table")
     if fmt not in FORMATS:

@@ -14,13 +14,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edge.args import output_path, positive
-from edge.batch import classify_paths, find_images
-from edge.bundle import BundleError, models_dir
-from edge.classifier import Classifier
-from edge.io import atomic_write_text
-from edge.preprocess import ImageError, load_image, to_input
-from edge.runtime import RuntimeUnavailable
+from lesionlite.edge.args import output_path, positive
+from lesionlite.edge.batch import classify_paths, find_images
+from lesionlite.edge.bundle import BundleError, models_dir
+from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.io import atomic_write_text
+from lesionlite.edge.preprocess import ImageError, load_image, to_input
+from lesionlite.edge.runtime import RuntimeUnavailable
 
 STATS = ("min", "p50", "p90", "p99", "mean", "std", "max")
 
@@ -146,7 +146,7 @@ def cold_start(image: str, model_args: list[str], repeats: int = 3) -> dict:
             times.append(time.perf_counter() - t)
         return float(np.median(times)) * 1e3
 
-    return {"classify_one_ms": wall([sys.executable, "-m", "edge.cli", "classify", image, *model_args]),
+    return {"classify_one_ms": wall([sys.executable, "-m", "lesionlite.edge.cli", "classify", image, *model_args]),
             "import_tensorflow_ms": wall([sys.executable, "-c", "import tensorflow"])}
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.embedded import can_read, read_embedded
-from edge.labels import CLASS_NAMES, MALIGNANT, read_labels_file
-from edge.preprocess import COLOR_CONSTANCY, CROPS, InputSpec
+from lesionlite.edge.embedded import can_read, read_embedded
+from lesionlite.edge.labels import CLASS_NAMES, MALIGNANT, read_labels_file
+from lesionlite.edge.preprocess import COLOR_CONSTANCY, CROPS, InputSpec
 
 SCHEMA = "lesionlite.bundle/2"
 """Written by convert. /2 added ``input.color_constancy``: a /1 runtime refuses such a bundle instead
@@ -87,7 +87,7 @@ def sha256_file(path: Path) -> str:
 
 def models_dir() -> Path:
     """``models/`` beside the packages (a checkout or editable install) or inside the install."""
-    import models
+    from lesionlite import models
 
     return Path(models.__file__).resolve().parent
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bundle import Bundle, check_interpreter, load_bundle
-from edge.preprocess import Source, pixels, to_input
-from edge.result import Result, make_result, probabilities
-from edge.runtime import make_interpreter
+from lesionlite.edge.bundle import Bundle, check_interpreter, load_bundle
+from lesionlite.edge.preprocess import Source, pixels, to_input
+from lesionlite.edge.result import Result, make_result, probabilities
+from lesionlite.edge.runtime import make_interpreter
 
 
 class Classifier:

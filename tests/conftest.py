@@ -36,7 +36,7 @@ def parrot() -> Path:
 @pytest.fixture(scope="session")
 def bundle_dir() -> Path:
     """The shipped default bundle (every edge command's default)."""
-    from edge.bundle import default_bundle_path
+    from lesionlite.edge.bundle import default_bundle_path
 
     return default_bundle_path()
 
@@ -44,8 +44,8 @@ def bundle_dir() -> Path:
 def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 300,
             check: bool = False) -> subprocess.CompletedProcess:
     """The real ``lesionlite`` CLI in a subprocess."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "edge.cli", *args], cwd=cwd, env=full_env,
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "lesionlite.edge.cli", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"lesionlite {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from edge.bundle import (LABELS_FILE, METADATA_FILE, MODEL_FILE, SELF_REFERENTIAL, BundleError, _check_labels,
+from lesionlite.edge.bundle import (LABELS_FILE, METADATA_FILE, MODEL_FILE, SELF_REFERENTIAL, BundleError, _check_labels,
                          load_bundle, sha256_file)
-from edge.classifier import Classifier
-from edge.embedded import embed, read_embedded
-from edge.labels import read_labels_file
-from edge.result import DECISIONS
+from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.embedded import embed, read_embedded
+from lesionlite.edge.labels import read_labels_file
+from lesionlite.edge.result import DECISIONS
 
 
 @pytest.fixture()
@@ -159,10 +159,10 @@ def test_a_model_without_malignant_labels_may_carry_no_thresholds(bundle_copy, l
 
 
 def test_without_a_reader_for_embedded_metadata_the_check_is_said_to_be_off(bundle_copy, monkeypatch, capfd):
-    import edge.bundle
+    import lesionlite.edge.bundle
 
     _edit_meta(bundle_copy, lambda m: m["thresholds"]["refer"].update(mel=0.99))
-    monkeypatch.setattr(edge.bundle, "can_read", lambda: False)  # as with tflite-runtime alone
+    monkeypatch.setattr(lesionlite.edge.bundle, "can_read", lambda: False)  # as with tflite-runtime alone
     load_bundle(bundle_copy)
     assert "an edited metadata.json would go unnoticed" in capfd.readouterr().err
 

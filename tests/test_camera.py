@@ -21,21 +21,21 @@ import pytest
 from PIL import Image, ImageFilter
 
 from conftest import run_cli
-from edge.camera.controls import QUIT, SHOOT, Keyboard
-from edge.camera.display import DisplayError, HeadlessDisplay, make_display
-from edge.camera.overlay import DECISION_COLOURS, MIN_HEIGHT
-from edge.camera.quality import assess
-from edge.camera.sources import CameraAbsent, Picamera2Source, ReplaySource, SourceError
-from edge.classifier import Classifier
-from edge.cli import main as lesionlite
-from edge.preprocess import frame_to_image
-from edge.result import DECISIONS
+from lesionlite.edge.camera.controls import QUIT, SHOOT, Keyboard
+from lesionlite.edge.camera.display import DisplayError, HeadlessDisplay, make_display
+from lesionlite.edge.camera.overlay import DECISION_COLOURS, MIN_HEIGHT
+from lesionlite.edge.camera.quality import assess
+from lesionlite.edge.camera.sources import CameraAbsent, Picamera2Source, ReplaySource, SourceError
+from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.cli import main as lesionlite
+from lesionlite.edge.preprocess import frame_to_image
+from lesionlite.edge.result import DECISIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 LESIONS = ROOT / "samples/lesions"
 SHARP = LESIONS / "ISIC_0026458.jpg"
 FULLRES = ROOT / "samples/fullres/ISIC_0024309.jpg"
-CAMERA_CMD = [sys.executable, "-m", "edge.cli", "camera"]
+CAMERA_CMD = [sys.executable, "-m", "lesionlite.edge.cli", "camera"]
 STEM = re.compile(r"^\d{8}-\d{6}-\d{3}(-\d+)?$")
 
 

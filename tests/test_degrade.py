@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from edge.degrade import DEGRADATIONS, ZOOM, relight
-from edge.preprocess import pixels
+from lesionlite.edge.degrade import DEGRADATIONS, ZOOM, relight
+from lesionlite.edge.preprocess import pixels
 
 
 def _rgb(im: Image.Image) -> np.ndarray:

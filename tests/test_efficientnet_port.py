@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from training import efficientnet_lite as effl
-from training import port_efficientnet as pe
+from lesionlite.training import efficientnet_lite as effl
+from lesionlite.training import port_efficientnet as pe
 
 ROOT = Path(__file__).resolve().parents[1]
 PARROT_CANDIDATES = (ROOT / "samples/non-lesion/parrot.jpg",  # the repo copy, preferred

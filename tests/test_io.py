@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.io import atomic_write_text
+from lesionlite.edge.io import atomic_write_text
 
 
 def test_a_file_is_replaced_whole_and_no_temporary_file_is_left(tmp_path):

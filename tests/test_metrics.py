@@ -1,12 +1,12 @@
-"""edge.metrics (numpy only, runs on the Pi) against scikit-learn on the same data."""
+"""lesionlite.edge.metrics (numpy only, runs on the Pi) against scikit-learn on the same data."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from edge import metrics
-from edge.labels import CLASSES
+from lesionlite.edge import metrics
+from lesionlite.edge.labels import CLASSES
 
 
 @pytest.fixture()

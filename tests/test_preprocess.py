@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge import preprocess
-from edge.preprocess import ImageError, InputSpec, pixels
+from lesionlite.edge import preprocess
+from lesionlite.edge.preprocess import ImageError, InputSpec, pixels
 
 
 def _jpeg(im: Image.Image, **kw) -> bytes:

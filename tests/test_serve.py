@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from edge.classifier import Classifier
-from edge.labels import DISCLAIMER
-from edge.result import DECISIONS
-from edge.serve import cli
-from edge.serve.app import create_app
+from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.labels import DISCLAIMER
+from lesionlite.edge.result import DECISIONS
+from lesionlite.edge.serve import cli
+from lesionlite.edge.serve.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 LESIONS = sorted((ROOT / "samples/lesions").glob("*.jpg"))
@@ -208,8 +208,8 @@ def test_cli_refuses_network_host_without_expose() -> None:
 def test_live_camera_view_from_a_replayed_source(clf: Classifier):
     import time
 
-    from edge.camera.sources import open_source
-    from edge.serve.live import LiveView
+    from lesionlite.edge.camera.sources import open_source
+    from lesionlite.edge.serve.live import LiveView
 
     live = LiveView(open_source(f"replay:{ROOT / 'samples/lesions'}", fps=20), clf, interval=0.05).start()
     try:
@@ -240,8 +240,8 @@ def test_serve_refuses_a_missing_camera_in_one_line(tmp_path):
 def test_live_view_reopens_a_camera_that_drops_out(clf: Classifier, capsys, for_good: bool):
     import time
 
-    from edge.camera.sources import RETRIES, ReplaySource, SourceError
-    from edge.serve.live import LiveView
+    from lesionlite.edge.camera.sources import RETRIES, ReplaySource, SourceError
+    from lesionlite.edge.serve.live import LiveView
 
     class DropsOut(ReplaySource):
         """Stops delivering after 3 frames; reopened, it delivers again unless it is gone for good."""

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.classifier import Classifier
-from edge.labels import DISCLAIMER
+from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.labels import DISCLAIMER
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs the selenium package (pip install selenium)")
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -40,7 +40,7 @@ START_TIMEOUT = 60
 @pytest.fixture(scope="module")
 def server_url():
     """``lesionlite serve --port 0`` (default bundle) in a subprocess; its URL once it listens."""
-    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "serve", "--port", "0"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "lesionlite.edge.cli", "serve", "--port", "0"], cwd=ROOT,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines: list[str] = []
     ready = threading.Event()

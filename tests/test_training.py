@@ -13,9 +13,9 @@ from conftest import run_cli
 
 pytest.importorskip("tensorflow", reason="the training side needs TensorFlow (pip install '.[train]')")
 
-from training.data import index_dataset  # noqa: E402
-from training.splits import apply_split, cover, make_split, read_split, write_split  # noqa: E402
-from training.data import DataError  # noqa: E402
+from lesionlite.training.data import index_dataset  # noqa: E402
+from lesionlite.training.splits import apply_split, cover, make_split, read_split, write_split  # noqa: E402
+from lesionlite.training.data import DataError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_full_split_of_shared_data_never_shares_a_lesion():
     shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000" / "HAM10000_metadata.csv"
     if not shared.is_file():
         pytest.skip("../shared HAM10000 metadata not present")
-    from training.data import Record
+    from lesionlite.training.data import Record
 
     rows = list(csv.DictReader(open(shared)))
     records = [Record(r["image_id"], r["lesion_id"], r["dx"], Path(".")) for r in rows]
@@ -151,7 +151,7 @@ def test_tiny_training_run_converts_to_every_format(tiny_run, tmp_path, lesion_i
     assert json.loads((run / "calibration.json").read_text())["temperature"] > 0
     assert "balanced_accuracy" in json.loads((run / "report" / "metrics.json").read_text())
 
-    from edge.classifier import Classifier
+    from lesionlite.edge.classifier import Classifier
 
     for quant, extra in (("float32", []), ("float16", []), ("int8", ["--min-agreement", "0", "--max-ba-loss", "1"])):
         out = tmp_path / f"bundle-{quant}"
@@ -233,9 +233,9 @@ def test_train_and_convert_refuse_bad_paths_before_any_work(tiny_run, ham_layout
 def test_fake_quant_twin_shares_weights_and_rounds_like_the_int8_model(tiny_run, ham_layout):
     import keras
 
-    from convert.tflite import convert
-    from edge.classifier import Classifier
-    from training.qat import calibrate, fake_quant_clone
+    from lesionlite.convert.tflite import convert
+    from lesionlite.edge.classifier import Classifier
+    from lesionlite.training.qat import calibrate, fake_quant_clone
 
     model = keras.models.load_model(tiny_run / "model.keras")
     twin, points = fake_quant_clone(model)
@@ -276,7 +276,7 @@ def twin_run(tiny_run, tmp_path_factory):
 def test_soup_is_the_mean_of_the_runs_and_refuses_a_mismatched_one(tiny_run, twin_run, tmp_path):
     import keras
 
-    from training.train import TrainConfig, _check_init, _init_configs, soup
+    from lesionlite.training.train import TrainConfig, _check_init, _init_configs, soup
 
     paths = [str(tiny_run / "model.keras"), str(twin_run / "model.keras")]
     own = keras.models.load_model(paths[0]).get_weights()
@@ -369,9 +369,9 @@ def test_refit_trains_on_train_and_val_to_the_end_and_reuses_the_runs_calibratio
 
 
 def test_colour_constancy_travels_from_training_to_the_device(tiny_run, ham_layout, tmp_path):
-    from edge.classifier import Classifier
-    from edge.preprocess import pixels, shades_of_gray
-    from training.pipeline import load_arrays
+    from lesionlite.edge.classifier import Classifier
+    from lesionlite.edge.preprocess import pixels, shades_of_gray
+    from lesionlite.training.pipeline import load_arrays
 
     records = index_dataset(ham_layout).records[:4]
     x, _ = load_arrays(records, (24, 32), "center_square", "shades_of_gray")
@@ -437,8 +437,8 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_still_reports(ham_layout, tmp_path
     from conftest import ROOT, interruptible
 
     run = tmp_path / "interrupted"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "train", "--data", str(ham_layout), "--arch",
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lesionlite.edge.cli", "train", "--data", str(ham_layout), "--arch",
                              "seed-cnn", "--input-size", "24", "32", "--epochs", "500", "--patience", "500",
                              "--batch", "8", "--out", str(run)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -466,7 +466,7 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_still_reports(ham_layout, tmp_path
 def test_mixup_blends_images_labels_and_weights_by_the_same_share():
     import tensorflow as tf
 
-    from training.pipeline import mix_batch
+    from lesionlite.training.pipeline import mix_batch
 
     x = tf.constant(np.arange(6, dtype=np.float32).reshape(6, 1, 1, 1) * 10)
     y = tf.one_hot(np.arange(6), 6)  # six classes: an example and its partner never share one
@@ -484,7 +484,7 @@ def test_mixup_blends_images_labels_and_weights_by_the_same_share():
 def test_logit_adjusted_loss_leaves_raw_logits_balanced_where_plain_loss_follows_the_prior():
     import keras
 
-    from training.losses import LogitAdjustedCrossEntropy
+    from lesionlite.training.losses import LogitAdjustedCrossEntropy
 
     y = np.array([0] * 80 + [1] * 15 + [2] * 5)  # as skewed as nv against the rare classes
     x = np.ones((len(y), 1), np.float32)  # no evidence: the best answer is the prior alone
@@ -506,7 +506,7 @@ def test_logit_adjusted_loss_leaves_raw_logits_balanced_where_plain_loss_follows
 def test_a_soup_of_models_of_different_shapes_is_a_one_line_error(tiny_run, tmp_path):
     import keras
 
-    from training.train import soup
+    from lesionlite.training.train import soup
 
     other = tmp_path / "other.keras"
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(other)
@@ -517,7 +517,7 @@ def test_a_soup_of_models_of_different_shapes_is_a_one_line_error(tiny_run, tmp_
 def test_affine_map_turns_zooms_and_shifts_about_the_centre():
     import tensorflow as tf
 
-    from training.pipeline import affine
+    from lesionlite.training.pipeline import affine
 
     square = np.zeros((32, 32), np.float32)
     square[12:20, 12:20] = 1.0  # an 8 x 8 lesion in the middle
@@ -541,7 +541,7 @@ def test_affine_map_turns_zooms_and_shifts_about_the_centre():
 def test_gaussian_blur_is_a_gaussian_of_the_given_width():
     import tensorflow as tf
 
-    from training.pipeline import gaussian_blur
+    from lesionlite.training.pipeline import gaussian_blur
 
     impulse = np.zeros((224, 224, 1), np.float32)
     impulse[112, 112] = 1.0
@@ -555,8 +555,8 @@ def test_gaussian_blur_is_a_gaussian_of_the_given_width():
 def test_robust_augmentation_adds_exposure_and_black_borders_that_mild_never_makes(lesion_images):
     import tensorflow as tf
 
-    from edge.preprocess import pixels
-    from training.pipeline import augment
+    from lesionlite.edge.preprocess import pixels
+    from lesionlite.training.pipeline import augment
 
     tf.random.set_seed(0)
     photo = tf.constant(pixels(lesion_images[0], (64, 64)).astype(np.float32))
@@ -582,7 +582,7 @@ def test_robust_augmentation_adds_exposure_and_black_borders_that_mild_never_mak
 def test_camera_effects_defocus_or_compress_about_half_the_images():
     import tensorflow as tf
 
-    from training.pipeline import camera_effects
+    from lesionlite.training.pipeline import camera_effects
 
     tf.random.set_seed(0)
     board = np.indices((224, 224)).sum(0) % 8 < 4  # 4-px checks: sharp edges a lens or JPEG softens

@@ -6,8 +6,8 @@ import sys
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from edge.labels import MALIGNANT
-from edge.metrics import softmax, threshold_for_sensitivity
+from lesionlite.edge.labels import MALIGNANT
+from lesionlite.edge.metrics import softmax, threshold_for_sensitivity
 
 
 def nll(logits: np.ndarray, y: np.ndarray, temperature: float) -> float:

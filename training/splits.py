@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from edge.bundle import sha256_file
-from edge.io import atomic_write_text
-from training.data import DataError, Record
+from lesionlite.edge.bundle import sha256_file
+from lesionlite.edge.io import atomic_write_text
+from lesionlite.training.data import DataError, Record
 
 SPLITS = ("train", "val", "test")
 

@@ -14,18 +14,18 @@ from typing import Callable
 import keras
 import numpy as np
 
-from edge.bundle import sha256_file
-from edge.io import atomic_write_text
-from edge.labels import CLASSES
-from edge.metrics import balanced_accuracy, softmax
-from convert.bundle import color_constancy, made_by
-from convert.tflite import representative_indices
-from training import losses, models, pipeline, qat
-from training.archs import DEFAULT_SIZE
-from training.calibrate import decision_thresholds, fit_temperature
-from training.data import DataError, index_dataset
-from training.report import write_report
-from training.splits import apply_split, cover, make_split, read_split, write_split
+from lesionlite.edge.bundle import sha256_file
+from lesionlite.edge.io import atomic_write_text
+from lesionlite.edge.labels import CLASSES
+from lesionlite.edge.metrics import balanced_accuracy, softmax
+from lesionlite.convert.bundle import color_constancy, made_by
+from lesionlite.convert.tflite import representative_indices
+from lesionlite.training import losses, models, pipeline, qat
+from lesionlite.training.archs import DEFAULT_SIZE
+from lesionlite.training.calibrate import decision_thresholds, fit_temperature
+from lesionlite.training.data import DataError, index_dataset
+from lesionlite.training.report import write_report
+from lesionlite.training.splits import apply_split, cover, make_split, read_split, write_split
 
 
 @dataclass

@@ -1,19 +1,19 @@
 """``lesionlite camera``: point-and-shoot live classification. The model options (``--model``,
-``--threads``, ``--runtime``, ``--labels``) come from the shared parent parser in :mod:`edge.cli`."""
+``--threads``, ``--runtime``, ``--labels``) come from the shared parent parser in :mod:`lesionlite.edge.cli`."""
 from __future__ import annotations
 
 import argparse
 import functools
 import sys
 
-from edge.args import folder_path, positive
-from edge.camera.controls import ControlError, Controls
-from edge.camera.display import DISPLAYS, DisplayError, make_display
-from edge.camera.loop import Grabber, LiveLoop, prepare
-from edge.camera.shots import ShotStore
-from edge.camera.sources import SourceError, open_source
-from edge.classifier import Classifier
-from edge.labels import DISCLAIMER
+from lesionlite.edge.args import folder_path, positive
+from lesionlite.edge.camera.controls import ControlError, Controls
+from lesionlite.edge.camera.display import DISPLAYS, DisplayError, make_display
+from lesionlite.edge.camera.loop import Grabber, LiveLoop, prepare
+from lesionlite.edge.camera.shots import ShotStore
+from lesionlite.edge.camera.sources import SourceError, open_source
+from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.labels import DISCLAIMER
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

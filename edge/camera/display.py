@@ -13,11 +13,11 @@ from typing import Any, Callable, TextIO
 
 import numpy as np
 
-from edge.camera.controls import QUIT, key_action
-from edge.camera.overlay import View, annotate, overlay_rgba, panel, status_line
-from edge.camera.shots import jpeg_bytes
-from edge.camera.sources import FrameSource
-from edge.io import atomic_write_bytes
+from lesionlite.edge.camera.controls import QUIT, key_action
+from lesionlite.edge.camera.overlay import View, annotate, overlay_rgba, panel, status_line
+from lesionlite.edge.camera.shots import jpeg_bytes
+from lesionlite.edge.camera.sources import FrameSource
+from lesionlite.edge.io import atomic_write_bytes
 
 DISPLAYS = ("auto", "overlay", "window", "headless")
 STATUS_INTERVAL = 1.0

@@ -16,14 +16,14 @@ from typing import Callable
 
 import numpy as np
 
-from edge.camera.controls import QUIT, SHOOT, Controls
-from edge.camera.display import Display
-from edge.camera.overlay import View, panel
-from edge.camera.quality import Quality, assess
-from edge.camera.shots import ShotStore
-from edge.camera.sources import RETRIES, RETRY_DELAY, FrameSource, RawFrame, SourceError, read_retrying
-from edge.classifier import Classifier
-from edge.result import Result
+from lesionlite.edge.camera.controls import QUIT, SHOOT, Controls
+from lesionlite.edge.camera.display import Display
+from lesionlite.edge.camera.overlay import View, panel
+from lesionlite.edge.camera.quality import Quality, assess
+from lesionlite.edge.camera.shots import ShotStore
+from lesionlite.edge.camera.sources import RETRIES, RETRY_DELAY, FrameSource, RawFrame, SourceError, read_retrying
+from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.result import Result
 
 POLL_INTERVAL = 0.05
 """How long the main thread waits for a frame before polling the controls again."""

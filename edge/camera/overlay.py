@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from edge.camera.quality import TIPS
-from edge.preprocess import frame_to_image
-from edge.result import Result
+from lesionlite.edge.camera.quality import TIPS
+from lesionlite.edge.preprocess import frame_to_image
+from lesionlite.edge.result import Result
 
 Colour = tuple[int, int, int]
 DECISION_COLOURS: dict[str, Colour] = {"refer": (220, 38, 38), "uncertain": (245, 158, 11),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.preprocess import MIN_SIDE
+from lesionlite.edge.preprocess import MIN_SIDE
 
 ANALYSIS_SIDE = 224
 """The centre square is subsampled to about this many pixels a side before measuring."""

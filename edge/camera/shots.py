@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edge.camera.quality import Quality
-from edge.classifier import Classifier
-from edge.io import atomic_write_bytes, atomic_write_text
-from edge.preprocess import frame_to_image
-from edge.result import Result
+from lesionlite.edge.camera.quality import Quality
+from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.io import atomic_write_bytes, atomic_write_text
+from lesionlite.edge.preprocess import frame_to_image
+from lesionlite.edge.result import Result
 
 SCHEMA = "lesionlite.shot/1"
 PHOTO_QUALITY = 95

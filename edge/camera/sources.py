@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.batch import find_images
-from edge.preprocess import IMAGE_SUFFIXES, ImageError, load_image
+from lesionlite.edge.batch import find_images
+from lesionlite.edge.preprocess import IMAGE_SUFFIXES, ImageError, load_image
 
 RawFrame = tuple[np.ndarray, str]
 """A frame and its colour order (``"RGB"`` or ``"BGR"``)."""

@@ -1,6 +1,6 @@
 """The on-device web page and JSON API: upload (or take) a photo, get the edge's answer.
 
-One :class:`~edge.classifier.Classifier` is shared by all request threads (its invoke is
+One :class:`~lesionlite.edge.classifier.Classifier` is shared by all request threads (its invoke is
 locked). Uploads live in memory only, unless ``save_dir`` is given: then each classified
 image is written atomically under a server-made name, with a JSON sidecar holding the answer.
 """
@@ -21,11 +21,11 @@ from flask import Flask, Response, jsonify, render_template, request
 from PIL import Image
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotFound, ServiceUnavailable
 
-from edge.classifier import Classifier
-from edge.io import atomic_write_bytes, atomic_write_text
-from edge.labels import DISCLAIMER
-from edge.preprocess import ImageError, load_image
-from edge.serve.live import LiveView
+from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.io import atomic_write_bytes, atomic_write_text
+from lesionlite.edge.labels import DISCLAIMER
+from lesionlite.edge.preprocess import ImageError, load_image
+from lesionlite.edge.serve.live import LiveView
 
 FIELD = "image"
 """The multipart field holding the photo, for the page's form and for ``POST /api/classify``."""

@@ -11,14 +11,14 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from edge.args import positive
-from edge.classifier import Classifier
-from edge.camera.sources import SourceError, open_source
+from lesionlite.edge.args import positive
+from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.camera.sources import SourceError, open_source
 
 if TYPE_CHECKING:
     from flask import Flask
 
-    from edge.serve.live import LiveView
+    from lesionlite.edge.serve.live import LiveView
 
 FLASK_HINT = "lesionlite serve needs Flask: pip install 'lesionlite[serve]' (Flask and waitress)"
 
@@ -64,13 +64,13 @@ def make_server(app: Flask, sock: socket.socket, max_body: int) -> Callable[[], 
 def main(args: argparse.Namespace) -> int:
     """Load the model once, bind, and serve; exit 0 on Ctrl-C."""
     try:
-        from edge.serve.app import is_loopback
+        from lesionlite.edge.serve.app import is_loopback
     except ImportError as exc:
         raise SystemExit(f"error: {FLASK_HINT} ({exc})") from None
     if not is_loopback(args.host) and not args.expose:
         raise SystemExit(f"error: --host {args.host} is not a loopback address; add --expose to let "
                          "anyone on the network reach the page")
-    clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)  # errors: see edge.cli.main
+    clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)  # errors: see lesionlite.edge.cli.main
     live = _start_live(args.camera, clf) if args.camera else None
     try:
         return _serve(args, clf, live)
@@ -81,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _start_live(spec: str, clf: Classifier) -> LiveView:
     """The camera view's thread over the source ``spec``; a one-line error if it cannot open."""
-    from edge.serve.live import LiveView
+    from lesionlite.edge.serve.live import LiveView
 
     try:
         return LiveView(open_source(spec), clf).start()
@@ -90,7 +90,7 @@ def _start_live(spec: str, clf: Classifier) -> LiveView:
 
 
 def _serve(args: argparse.Namespace, clf: Classifier, live: LiveView | None) -> int:
-    from edge.serve.app import create_app, is_loopback
+    from lesionlite.edge.serve.app import create_app, is_loopback
 
     try:
         app = create_app(clf, args.save_dir, args.max_upload_mb, loopback_only=not args.expose, live=live)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timezone
 
-from edge.camera.overlay import View, annotate
-from edge.camera.quality import assess
-from edge.camera.shots import jpeg_bytes
-from edge.camera.sources import FrameSource, first_line, read_retrying
-from edge.classifier import Classifier
+from lesionlite.edge.camera.overlay import View, annotate
+from lesionlite.edge.camera.quality import assess
+from lesionlite.edge.camera.shots import jpeg_bytes
+from lesionlite.edge.camera.sources import FrameSource, first_line, read_retrying
+from lesionlite.edge.classifier import Classifier
 
 
 class LiveView:

@@ -1,6 +1,6 @@
 """Bounded load test of ``POST /api/classify`` from a second process on this machine.
 
-    python -m edge.serve.loadtest http://127.0.0.1:8080 samples/lesions/ISIC_0025994.jpg --requests 300
+    python -m lesionlite.edge.serve.loadtest http://127.0.0.1:8080 samples/lesions/ISIC_0025994.jpg --requests 300
 
 Sends ``--requests`` (after ``--warmup``) requests over ``--concurrency`` keep-alive connections and
 prints requests/second and latency percentiles as JSON. Only for servers you run yourself.
