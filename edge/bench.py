@@ -15,7 +15,8 @@ from typing import NamedTuple
 import numpy as np
 
 from lesionlite.edge.args import output_path, positive
-from lesionlite.edge.batch import classify_paths, find_images
+from lesionlite.edge.batch import classify_paths
+from lesionlite.edge.files import find_images
 from lesionlite.edge.bundle import BundleError, models_dir
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.io import atomic_write_text

@@ -11,10 +11,11 @@ from typing import NamedTuple
 import numpy as np
 
 from lesionlite.edge.args import output_path, positive
-from lesionlite.edge.batch import classify_paths, images_by_stem
+from lesionlite.edge.batch import classify_paths
 from lesionlite.edge.bundle import SPLIT_FILE, Bundle, sha256_file, trained_on
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.degrade import DEGRADATIONS, DEGRADE_HELP, Alteration, relight
+from lesionlite.edge.files import images_by_stem
 from lesionlite.edge.io import atomic_write_text
 from lesionlite.edge.labels import DISCLAIMER
 from lesionlite.edge.metrics import evaluate, format_table

@@ -5,7 +5,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lesionlite.edge.batch import images_by_stem
+from lesionlite.edge.files import images_by_stem
 from lesionlite.edge.labels import CLASSES
 
 REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")

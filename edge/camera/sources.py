@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lesionlite.edge.batch import find_images
+from lesionlite.edge.files import find_images
 from lesionlite.edge.preprocess import IMAGE_SUFFIXES, ImageError, load_image
 
 RawFrame = tuple[np.ndarray, str]
