@@ -8,22 +8,22 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lesionlite.convert.card import model_card
+from lesionlite.convert.data import DataError, apply_split, index_dataset, load_arrays, read_split
+from lesionlite.convert.run import Run
 from lesionlite.convert.tflite import convert, representative_indices
 from lesionlite.convert.verify import verify
 from lesionlite.edge import __version__
 from lesionlite.edge.bundle import (LABELS_FILE, METADATA_FILE, MODEL_FILE, READABLE_SCHEMAS, SCHEMA, SPLIT_FILE,
-                         from_metadata, sha256_file)
+                                    from_metadata, sha256_file)
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.embedded import embed
 from lesionlite.edge.labels import CLASS_NAMES
 from lesionlite.edge.metrics import evaluate, softmax
-from lesionlite.training.data import DataError
 
 KEY_METRICS = ("n", "accuracy", "balanced_accuracy", "balanced_accuracy_ci95", "macro_f1", "macro_auc", "ece",
                "mel_sensitivity_at_80_specificity", "mel_sensitivity_at_90_specificity")
@@ -31,33 +31,6 @@ KEY_METRICS = ("n", "accuracy", "balanced_accuracy", "balanced_accuracy_ci95", "
 
 class ConversionRefused(RuntimeError):
     """The converted model is not faithful enough to ship."""
-
-
-@dataclass
-class Run:
-    """What ``convert`` needs from a training run directory."""
-
-    path: Path
-    config: dict
-    calibration: dict
-    model: object  # keras.Model
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Run":
-        import keras
-
-        path = Path(path)
-        for name in ("config.json", "calibration.json", "model.keras", "split.csv"):
-            if not (path / name).is_file():
-                raise FileNotFoundError(f"{path} is not a finished training run: no {name}")
-        config = json.loads((path / "config.json").read_text())
-        calibration = json.loads((path / "calibration.json").read_text())
-        return cls(path, config, calibration, keras.models.load_model(path / "model.keras", compile=False))
-
-
-def made_by(config: dict) -> list[str]:
-    """The commands that made a run, from its ``config.json`` (runs older than ``commands`` kept one)."""
-    return [c for c in config.get("commands") or [config.get("command", "")] if c]
 
 
 def code_version() -> str:
@@ -75,14 +48,9 @@ def summarize(metrics: dict) -> dict:
     return out
 
 
-def color_constancy(cfg: dict) -> str:
-    """The run's colour correction (runs from before the option had none)."""
-    return cfg.get("color_constancy", "none")
-
-
 def build_metadata(run: Run, name: str, quantize: str, input_detail: dict, output_detail: dict) -> dict:
     """The bundle metadata, except the fields known only once the file is final."""
-    cfg = run.config
+    cfg, calibration = run.config, run.calibration
     in_q, out_q = input_detail["quantization"], output_detail["quantization"]
     in_dtype, out_dtype = input_detail["dtype"].__name__, output_detail["dtype"].__name__
     return {
@@ -93,7 +61,7 @@ def build_metadata(run: Run, name: str, quantize: str, input_detail: dict, outpu
         "labels": [{"code": c, "name": CLASS_NAMES.get(c, c)} for c in cfg["classes"]],
         "input": {
             "height": cfg["input_size"][0], "width": cfg["input_size"][1], "color_order": "RGB",
-            "crop": cfg["crop"], "resize": "bilinear", "color_constancy": color_constancy(cfg),
+            "crop": cfg["crop"], "resize": "bilinear", "color_constancy": run.color_constancy,
             "dtype": in_dtype,
             "scale": float(in_q[0]) if in_dtype != "float32" else 1.0,
             "zero_point": int(in_q[1]) if in_dtype != "float32" else 0,
@@ -104,9 +72,9 @@ def build_metadata(run: Run, name: str, quantize: str, input_detail: dict, outpu
         "output": {"kind": "logits", "dtype": out_dtype,
                    "scale": float(out_q[0]) if out_dtype != "float32" else 0.0,
                    "zero_point": int(out_q[1]) if out_dtype != "float32" else 0},
-        "calibration": {"temperature": run.calibration["temperature"], "fitted_on": "val",
-                        **{k: v for k, v in run.calibration.items() if k == "fitted_by"}},  # a refit's
-        "thresholds": run.calibration["thresholds"],
+        "calibration": {"temperature": calibration["temperature"], "fitted_on": "val",
+                        **{k: v for k, v in calibration.items() if k == "fitted_by"}},  # a refit's
+        "thresholds": calibration["thresholds"],
         "training": {k: cfg.get(k) for k in ("arch", "alpha", "input_size", "data", "metadata", "seed",
                                               "split_sha256", "counts", "trained_on", "epochs", "fine_tune_epochs",
                                               "imbalance", "label_smoothing", "qat_epochs")}
@@ -140,24 +108,20 @@ def _check_out(out: Path) -> None:
 
 
 def _load_split_arrays(run: Run, data: str | None, n_representative: int) -> dict:
-    from lesionlite.training import pipeline
-    from lesionlite.training.data import index_dataset
-    from lesionlite.training.splits import apply_split, read_split
-
     cfg = run.config
     index = index_dataset(data or cfg["data"], None if data else cfg.get("metadata"))
-    parts = apply_split(index.records, read_split(run.path / "split.csv"))
+    parts = apply_split(index.records, read_split(run.split_file))
     missing = {k: n - len(parts[k]) for k, n in cfg.get("counts", {}).items() if n > len(parts[k])}
     if missing:
         raise DataError(f"images of the run's split are missing under {data or cfg['data']} ("
                         + ", ".join(f"{n} of {cfg['counts'][k]} {k}" for k, n in missing.items())
                         + "): the bundle's figures would not be the run's; pass --data with all of them")
-    look = (tuple(cfg["input_size"]), cfg["crop"], color_constancy(cfg))
+    look = (tuple(cfg["input_size"]), cfg["crop"], run.color_constancy)
     y_train = np.array([cfg["classes"].index(r.dx) for r in parts["train"]])
     rep = [parts["train"][i] for i in representative_indices(y_train, n_representative)]
-    return {"representative": pipeline.load_arrays(rep, *look, desc="representative")[0],
-            "val": pipeline.load_arrays(parts["val"], *look, desc="val"),
-            "test": pipeline.load_arrays(parts["test"], *look, desc="test"),
+    return {"representative": load_arrays(rep, *look, desc="representative")[0],
+            "val": load_arrays(parts["val"], *look, desc="val"),
+            "test": load_arrays(parts["test"], *look, desc="test"),
             "test_lesions": np.array([r.lesion_id for r in parts["test"]])}
 
 
@@ -169,9 +133,10 @@ def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str |
     ``command`` (the convert command line) goes into the bundle's README after the run's own."""
     out = Path(os.path.abspath(out))  # "." has no name to swap a bundle in under
     _check_out(out)
-    run = Run.load(run_dir)
-    if "interrupted_after_epochs" in run.config:
-        print(f"warning: {run_dir} was interrupted after {run.config['interrupted_after_epochs']} epochs, "
+    run = Run.finished(run_dir)
+    model = run.load_model()
+    if run.interrupted_after is not None:
+        print(f"warning: {run_dir} was interrupted after {run.interrupted_after} epochs, "
               "before its schedule ended; the model card says so", file=sys.stderr)
     arrays = _load_split_arrays(run, data, n_representative)
     if representative is None:
@@ -179,7 +144,7 @@ def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str |
     temperature = run.calibration["temperature"]
     x_check = np.concatenate([arrays["val"][0], arrays["test"][0]])
     y_check = np.concatenate([arrays["val"][1], arrays["test"][1]])
-    float_logits = run.model.predict(x_check.astype(np.float32), batch_size=64, verbose=0)
+    float_logits = model.predict(x_check.astype(np.float32), batch_size=64, verbose=0)
     float_probs = softmax(float_logits, temperature)
 
     candidates = [True, False] if quantize == "int8" else [False]  # int8 logits first, then float logits
@@ -187,7 +152,7 @@ def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str |
     with tempfile.TemporaryDirectory() as tmp:
         for i, int8_output in enumerate(candidates):
             path = Path(tmp) / f"candidate{i}.tflite"
-            path.write_bytes(convert(run.model, quantize, representative, int8_output))
+            path.write_bytes(convert(model, quantize, representative, int8_output))
             probe = Classifier(path, threads=threads)  # a bare load, to read the tensors' details
             meta = build_metadata(run, out.name, quantize, probe._input, probe._output)
             check, lite_probs = verify(Classifier(from_metadata(meta, path), threads=threads),
@@ -212,7 +177,7 @@ def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str |
         "test": {"float": summarize(evaluate(y_test, float_probs[n_val:], classes, lesions)),
                  "tflite": summarize(lite_test)},
     }
-    _write_bundle(out, run, meta, model_bytes, made_by(run.config) + ([command] if command else []),
+    _write_bundle(out, run, meta, model_bytes, run.commands + ([command] if command else []),
                   (y_test, lite_probs[n_val:], lite_test["confusion_matrix"]))
     return meta
 
@@ -220,7 +185,7 @@ def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str |
 def _write_plots(stage: Path, meta: dict, y: np.ndarray, probs: np.ndarray, confusion: list) -> None:
     """The converted model's confusion matrix and reliability plot on the test split (``probs``:
     its calibrated probabilities, softmax(z / T); softmax(z) is their T-th power, renormalized)."""
-    from lesionlite.training.report import write_plots
+    from lesionlite.convert.plots import write_plots
 
     raw = probs.astype(np.float64) ** meta["calibration"]["temperature"]
     write_plots(stage, y, raw / raw.sum(axis=1, keepdims=True), probs, confusion,
@@ -243,7 +208,7 @@ def _write_bundle(out: Path, run: Run, meta: dict, model_bytes: bytes, commands:
         (stage / LABELS_FILE).write_text("".join(f"{lab['code']}\t{lab['name']}\n" for lab in meta["labels"]))
         (stage / "MODEL_CARD.md").write_text(model_card(meta))
         (stage / "README.md").write_text("# How this bundle was made\n\n```sh\n" + "\n".join(commands) + "\n```\n")
-        shutil.copyfile(run.path / "split.csv", stage / SPLIT_FILE)
+        shutil.copyfile(run.split_file, stage / SPLIT_FILE)
         _write_plots(stage, meta, *test)
         stage.chmod(0o755)
         if out.exists():

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from lesionlite.convert.bundle import ConversionRefused, convert_run
-    from lesionlite.training.data import DataError
+    from lesionlite.convert.data import DataError
 
     try:
         meta = convert_run(args.run, args.quantize, args.out, args.data, args.min_agreement,

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_cli
 from lesionlite.edge.bundle import (LABELS_FILE, METADATA_FILE, MODEL_FILE, SELF_REFERENTIAL, BundleError, _check_labels,
-                         load_bundle, sha256_file)
+                                    load_bundle, sha256_file)
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.embedded import embed, read_embedded
 from lesionlite.edge.labels import read_labels_file

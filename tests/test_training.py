@@ -13,9 +13,8 @@ from conftest import run_cli
 
 pytest.importorskip("tensorflow", reason="the training side needs TensorFlow (pip install '.[train]')")
 
-from lesionlite.training.data import index_dataset  # noqa: E402
-from lesionlite.training.splits import apply_split, cover, make_split, read_split, write_split  # noqa: E402
-from lesionlite.training.data import DataError  # noqa: E402
+from lesionlite.convert.data import DataError, apply_split, index_dataset, read_split  # noqa: E402
+from lesionlite.training.splits import cover, make_split, write_split  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +117,7 @@ def test_full_split_of_shared_data_never_shares_a_lesion():
     shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000" / "HAM10000_metadata.csv"
     if not shared.is_file():
         pytest.skip("../shared HAM10000 metadata not present")
-    from lesionlite.training.data import Record
+    from lesionlite.convert.data import Record
 
     rows = list(csv.DictReader(open(shared)))
     records = [Record(r["image_id"], r["lesion_id"], r["dx"], Path(".")) for r in rows]
@@ -276,7 +275,7 @@ def twin_run(tiny_run, tmp_path_factory):
 def test_soup_is_the_mean_of_the_runs_and_refuses_a_mismatched_one(tiny_run, twin_run, tmp_path):
     import keras
 
-    from lesionlite.training.train import TrainConfig, _check_init, _init_configs, soup
+    from lesionlite.training.train import TrainConfig, _check_init, _init_runs, soup
 
     paths = [str(tiny_run / "model.keras"), str(twin_run / "model.keras")]
     own = keras.models.load_model(paths[0]).get_weights()
@@ -292,7 +291,7 @@ def test_soup_is_the_mean_of_the_runs_and_refuses_a_mismatched_one(tiny_run, twi
     cfg = TrainConfig(data="", out="", init=[paths[0], str(odd / "model.keras")])
     with pytest.raises(DataError, match="--init .*odd/model.keras was trained on 48x48 px, colour constancy "
                        "shades_of_gray"):
-        _check_init(cfg, _init_configs(cfg), (48, 48))
+        _check_init(cfg, _init_runs(cfg), (48, 48))
 
 
 def test_quantization_aware_phase_continues_a_soup_of_runs_and_converts(tiny_run, twin_run, ham_layout,
@@ -371,7 +370,7 @@ def test_refit_trains_on_train_and_val_to_the_end_and_reuses_the_runs_calibratio
 def test_colour_constancy_travels_from_training_to_the_device(tiny_run, ham_layout, tmp_path):
     from lesionlite.edge.classifier import Classifier
     from lesionlite.edge.preprocess import pixels, shades_of_gray
-    from lesionlite.training.pipeline import load_arrays
+    from lesionlite.convert.data import load_arrays
 
     records = index_dataset(ham_layout).records[:4]
     x, _ = load_arrays(records, (24, 32), "center_square", "shades_of_gray")

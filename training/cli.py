@@ -75,8 +75,9 @@ def add_port_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from lesionlite.training.data import DataError
-    from lesionlite.training.train import TrainConfig, interrupted, run
+    from lesionlite.convert.data import DataError
+    from lesionlite.convert.run import Run
+    from lesionlite.training.train import TrainConfig, run
 
     size = None
     if args.input_size:
@@ -100,4 +101,4 @@ def main(args: argparse.Namespace) -> int:
         out = run(cfg)
     except DataError as exc:
         raise SystemExit(f"error: {exc}") from None
-    return 130 if interrupted(out) else 0
+    return 130 if Run.read(out).interrupted_after is not None else 0

@@ -1,36 +1,13 @@
-"""tf.data input pipeline: decode once with the edge's preprocessing, cache, augment train only."""
+"""tf.data input pipeline over arrays decoded once (:func:`lesionlite.convert.data.load_arrays`): augment train only."""
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
-from lesionlite.edge.labels import CLASSES
-from lesionlite.edge.preprocess import ImageError, pixels
 from lesionlite.training.archs import AUGMENTATIONS
-from lesionlite.training.data import DataError, Record
-
-
-def load_arrays(records: list[Record], size: tuple[int, int], crop: str, color_constancy: str = "none",
-                workers: int = 4, desc: str = "decode") -> tuple[np.ndarray, np.ndarray]:
-    """Images through :func:`lesionlite.edge.preprocess.pixels` (uint8 NHWC) and integer labels."""
-    def one(r: Record) -> np.ndarray:
-        try:
-            return pixels(r.path, size, crop=crop, color_constancy=color_constancy)
-        except (ImageError, OSError) as exc:
-            reason = getattr(exc, "strerror", None) or exc
-            raise DataError(f"{r.path}: {reason}: replace or remove this image") from None
-
-    with ThreadPoolExecutor(workers) as pool:
-        images = list(tqdm(pool.map(one, records), total=len(records), desc=desc, leave=False,
-                           disable=None))
-    x = np.stack(images) if images else np.zeros((0, *size, 3), np.uint8)
-    y = np.array([CLASSES.index(r.dx) for r in records], dtype=np.int32)
-    return x, y
 
 
 def augment(image: tf.Tensor, policy: str = "mild") -> tf.Tensor:

@@ -1,4 +1,5 @@
-"""Train / validation / test splits grouped by lesion and stratified by diagnosis."""
+"""Make train / validation / test splits grouped by lesion and stratified by diagnosis (scikit-learn);
+:mod:`lesionlite.convert.data` reads them."""
 from __future__ import annotations
 
 import csv
@@ -8,11 +9,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
+from lesionlite.convert.data import DataError, Record
 from lesionlite.edge.bundle import sha256_file
 from lesionlite.edge.io import atomic_write_text
-from lesionlite.training.data import DataError, Record
-
-SPLITS = ("train", "val", "test")
 
 
 def make_split(records: list[Record], val: float = 0.15, test: float = 0.15,
@@ -47,25 +46,6 @@ def write_split(path: Path, records: list[Record], assignment: dict[str, str]) -
     return sha256_file(path)
 
 
-def read_split(path: Path) -> dict[str, str]:
-    """``image_id -> split`` from a split file; refuses one where a lesion crosses splits."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise DataError(f"cannot read split file {path}: {exc.strerror}") from None
-    if not rows or not {"image_id", "lesion_id", "split"} <= set(rows[0]):
-        raise DataError(f"{path} is not a split file (columns image_id, lesion_id, dx, split)")
-    lesion_split: dict[str, str] = {}
-    for row in rows:
-        if row["split"] not in SPLITS:
-            raise DataError(f"{path}: unknown split {row['split']!r}")
-        seen = lesion_split.setdefault(row["lesion_id"], row["split"])
-        if seen != row["split"]:
-            raise DataError(f"{path}: lesion {row['lesion_id']} is in both {seen} and {row['split']}")
-    return {row["image_id"]: row["split"] for row in rows}
-
-
 def cover(records: list[Record], assignment: dict[str, str]) -> dict[str, str]:
     """A split file's assignment for these images: those it names, and the other images of its lesions
     in their lesion's split (the full download holds several images of many lesions); images of
@@ -81,13 +61,3 @@ def cover(records: list[Record], assignment: dict[str, str]) -> dict[str, str]:
     if len(others) > len(added):
         print(f"split: {len(others) - len(added)} images of lesions the split file does not name are left out")
     return {**named, **added}
-
-
-def apply_split(records: list[Record], assignment: dict[str, str]) -> dict[str, list[Record]]:
-    """Records grouped by split; images absent from the split file are left out."""
-    out: dict[str, list[Record]] = {s: [] for s in SPLITS}
-    for r in records:
-        if r.image_id in assignment:
-            out[assignment[r.image_id]].append(r)
-    return out
-

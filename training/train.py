@@ -14,18 +14,18 @@ from typing import Callable
 import keras
 import numpy as np
 
+from lesionlite.convert.data import DataError, apply_split, index_dataset, load_arrays, read_split
+from lesionlite.convert.run import CALIBRATION, CONFIG, MODEL, SPLIT, Run
+from lesionlite.convert.tflite import representative_indices
 from lesionlite.edge.bundle import sha256_file
 from lesionlite.edge.io import atomic_write_text
 from lesionlite.edge.labels import CLASSES
 from lesionlite.edge.metrics import balanced_accuracy, softmax
-from lesionlite.convert.bundle import color_constancy, made_by
-from lesionlite.convert.tflite import representative_indices
 from lesionlite.training import losses, models, pipeline, qat
 from lesionlite.training.archs import DEFAULT_SIZE
 from lesionlite.training.calibrate import decision_thresholds, fit_temperature
-from lesionlite.training.data import DataError, index_dataset
 from lesionlite.training.report import write_report
-from lesionlite.training.splits import apply_split, cover, make_split, read_split, write_split
+from lesionlite.training.splits import cover, make_split, write_split
 
 
 @dataclass
@@ -99,33 +99,27 @@ class BestBalancedAccuracy(keras.callbacks.Callback):
             print(f"\nepoch {epoch + 1}: val balanced accuracy {ba:.4f} (best {self.best:.4f})")
 
 
-def _init_configs(cfg: TrainConfig) -> list[dict]:
-    """The configs of the ``--init`` models' runs ({} for one without a ``config.json``)."""
-    paths = (Path(init).parent / "config.json" for init in cfg.init)
-    return [json.loads(p.read_text()) if p.is_file() else {} for p in paths]
+def _init_runs(cfg: TrainConfig) -> list[Run | None]:
+    """The runs of the ``--init`` models (None for one without a ``config.json`` beside it)."""
+    return [Run.of_model(init) for init in cfg.init]
 
 
-def _saw_val(config: dict) -> bool:
-    """Whether the run of this ``config.json`` trained on the validation split (a refit)."""
-    return "val" in config.get("trained_on", ["train"])  # runs from before refits trained on train
-
-
-def _check_init(cfg: TrainConfig, earlier: list[dict], size: tuple[int, int]) -> None:
-    """Refuse to continue a run (``earlier``: the configs of the ``--init`` runs) that saw its images
+def _check_init(cfg: TrainConfig, earlier: list[Run | None], size: tuple[int, int]) -> None:
+    """Refuse to continue a run (``earlier``: the ``--init`` models' runs) that saw its images
     at another size or colour correction (a CNN's weights load at any size), or that was trained on
     validation unless this run is a refit too."""
     ours = (list(size), cfg.color_constancy, cfg.arch)
-    for init, config in zip(cfg.init, earlier):
-        if not config:
-            print(f"note: no config.json beside {init}: its input size and colour constancy are not checked")
+    for init, run in zip(cfg.init, earlier):
+        if run is None:
+            print(f"note: no {CONFIG} beside {init}: its input size and colour constancy are not checked")
             continue
-        if "interrupted_after_epochs" in config:
-            print(f"warning: --init {init} comes from a run interrupted after {config['interrupted_after_epochs']} "
+        if run.interrupted_after is not None:
+            print(f"warning: --init {init} comes from a run interrupted after {run.interrupted_after} "
                   "epochs", file=sys.stderr)
-        if _saw_val(config) and not cfg.refit:
+        if run.saw_val and not cfg.refit:
             raise DataError(f"--init {init} was trained on val too, so val cannot choose or calibrate what "
                             "follows: continue it with --refit RUN")
-        theirs = (config.get("input_size", list(size)), color_constancy(config), config.get("arch", cfg.arch))
+        theirs = (run.config.get("input_size", list(size)), run.color_constancy, run.config.get("arch", cfg.arch))
         if ours != theirs:
             def look(v: tuple) -> str:
                 return f"{v[0][0]}x{v[0][1]} px, colour constancy {v[1]}, --arch {v[2]}"
@@ -133,10 +127,10 @@ def _check_init(cfg: TrainConfig, earlier: list[dict], size: tuple[int, int]) ->
                             "pass the same --arch, --input-size and --color-constancy")
 
 
-def _history(cfg: TrainConfig, earlier: list[dict]) -> list[str]:
-    """The commands that made this run: those of the runs it builds on (their configs ``earlier``:
-    a refit's source, the ``--init`` models' runs), where known, then this one."""
-    made = [c for config in earlier for c in made_by(config)]
+def _history(cfg: TrainConfig, earlier: list[Run | None]) -> list[str]:
+    """The commands that made this run: those of the runs it builds on (``earlier``: a refit's
+    source, the ``--init`` models' runs), where known, then this one."""
+    made = [c for run in earlier if run for c in run.commands]
     return list(dict.fromkeys(made + ([cfg.command] if cfg.command else [])))
 
 
@@ -159,30 +153,28 @@ RECIPE = ("arch", "alpha", "input_size", "color_constancy", "augmentation", "imb
 """What a refit shares with the run whose calibration it reuses."""
 
 
-def _refit_source(cfg: TrainConfig, size: tuple[int, int]) -> tuple[Path, dict, dict]:
-    """For ``--refit RUN``: RUN's split file, calibration and config; the refit reuses the first two
+def _refit_source(cfg: TrainConfig, size: tuple[int, int]) -> tuple[Path, dict, Run]:
+    """For ``--refit RUN``: RUN's split file, calibration and run; the refit reuses the first two
     (it has no held-out validation of its own). Refuses a RUN that saw val, used another recipe (see
     :data:`RECIPE`) or another split than ``--split``."""
-    source = Path(cfg.refit)
-    for name in ("config.json", "split.csv", "calibration.json"):
-        if not (source / name).is_file():
-            raise DataError(f"--refit {source} is not a finished training run: no {name}")
-    theirs = json.loads((source / "config.json").read_text())
-    if _saw_val(theirs):
-        raise DataError(f"--refit {source} was trained on val itself: name the run that held val out")
-    if "interrupted_after_epochs" in theirs:
-        raise DataError(f"--refit {source} was interrupted, so validation never saw its schedule to the end: "
+    try:
+        source = Run.finished(cfg.refit)
+    except DataError as exc:
+        raise DataError(f"--refit {exc}") from None
+    theirs = source.config
+    if source.saw_val:
+        raise DataError(f"--refit {source.path} was trained on val itself: name the run that held val out")
+    if source.interrupted_after is not None:
+        raise DataError(f"--refit {source.path} was interrupted, so validation never saw its schedule to the end: "
                         "refit a run that finished")
     defaults, ours = asdict(TrainConfig(data="", out="")), {**asdict(cfg), "input_size": list(size)}
     differ = [f"--{k.replace('_', '-')} {theirs.get(k, defaults[k])} (this run {ours[k]})"
               for k in RECIPE if theirs.get(k, defaults[k]) != ours[k]]
     if differ:
-        raise DataError(f"--refit {source} used another recipe: " + ", ".join(differ))
-    split = source / "split.csv"
-    if cfg.split and sha256_file(Path(cfg.split)) != sha256_file(split):
-        raise DataError(f"--split {cfg.split} is not the split of --refit {source}: leave --split out")
-    calibration = json.loads((source / "calibration.json").read_text())
-    return split, {**calibration, "fitted_by": source.name}, theirs
+        raise DataError(f"--refit {source.path} used another recipe: " + ", ".join(differ))
+    if cfg.split and sha256_file(Path(cfg.split)) != sha256_file(source.split_file):
+        raise DataError(f"--split {cfg.split} is not the split of --refit {source.path}: leave --split out")
+    return source.split_file, {**source.calibration, "fitted_by": source.path.name}, source
 
 
 def _check_paths(cfg: TrainConfig) -> None:
@@ -198,18 +190,13 @@ def _check_paths(cfg: TrainConfig) -> None:
             raise DataError(f"{flag} {path}: no such file (weights come from a file; nothing is downloaded)")
 
 
-def interrupted(out: Path) -> bool:
-    """Whether the run in ``out`` was stopped before its schedule ended (Ctrl-C)."""
-    return "interrupted_after_epochs" in json.loads((out / "config.json").read_text())
-
-
 def run(cfg: TrainConfig) -> Path:
     """Train, keep the best checkpoint, calibrate on validation and report on test. With
     ``cfg.refit``, train on train + validation instead, keep the last epoch and reuse the
     calibration of the run named there."""
     size = tuple(cfg.input_size or DEFAULT_SIZE[cfg.arch])
     _check_paths(cfg)
-    earlier = _init_configs(cfg)
+    earlier = _init_runs(cfg)
     _check_init(cfg, earlier, size)
     split, calibration, source = (_refit_source(cfg, size) if cfg.refit
                                   else (Path(cfg.split) if cfg.split else None, None, None))
@@ -220,7 +207,7 @@ def run(cfg: TrainConfig) -> Path:
     try:
         return _train(cfg, out, size, earlier, split, calibration, source)
     except BaseException:
-        if not (out / "model.keras").exists():  # stopped before anything worth keeping: free the name
+        if not (out / MODEL).exists():  # stopped before anything worth keeping: free the name
             for path in [out] if created else list(out.iterdir()):  # a folder made for the run, or its files
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path, ignore_errors=True)
@@ -229,14 +216,14 @@ def run(cfg: TrainConfig) -> Path:
         raise
 
 
-def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[dict], split: Path | None,
-           calibration: dict | None, source: dict | None) -> Path:
+def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[Run | None], split: Path | None,
+           calibration: dict | None, source: Run | None) -> Path:
     """The body of :func:`run`, in the empty folder ``out``."""
     started = time.time()
     index = index_dataset(cfg.data, cfg.metadata)
     print(index.summary())
     assignment = cover(index.records, read_split(split)) if split else make_split(index.records, seed=cfg.seed)
-    split_sha = write_split(out / "split.csv", index.records, assignment)
+    split_sha = write_split(out / SPLIT, index.records, assignment)
     parts = apply_split(index.records, assignment)
     print("split: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()))
     counts = {k: len(v) for k, v in parts.items()}
@@ -263,9 +250,9 @@ def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[dic
               "data": str(Path(cfg.data).resolve()),
               "metadata": str(index.metadata.resolve()), "split_sha256": split_sha,
               "counts": counts, "trained_on": trained_on}
-    atomic_write_text(out / "config.json", json.dumps(config, indent=2))
+    atomic_write_text(out / CONFIG, json.dumps(config, indent=2))
 
-    arrays = {k: pipeline.load_arrays(v, size, built.crop, cfg.color_constancy, cfg.workers, desc=k)
+    arrays = {k: load_arrays(v, size, built.crop, cfg.color_constancy, cfg.workers, desc=k)
               for k, v in parts.items()}
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = arrays["train"], arrays["val"], arrays["test"]
     weights = (pipeline.balanced_sample_weights(y_tr, len(CLASSES), cfg.class_weight_power)
@@ -275,7 +262,7 @@ def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[dic
     loss = (losses.LogitAdjustedCrossEntropy.for_labels(y_tr, len(CLASSES))
             if cfg.imbalance == "logit-adjust" else keras.losses.CategoricalCrossentropy(from_logits=True))
 
-    best_path = out / "model.keras"
+    best_path = out / MODEL
     held_out = (None, None) if cfg.refit else (x_va, y_va)
     callbacks = [BestBalancedAccuracy(*held_out, best_path),
                  keras.callbacks.CSVLogger(str(out / "history.csv"), append=True)]
@@ -328,7 +315,7 @@ def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[dic
         print(f"\ninterrupted after {epoch} epochs: keeping {kept} ({best_path}); it is calibrated and "
               "reported, and the run is marked interrupted")
         config["interrupted_after_epochs"] = epoch
-        atomic_write_text(out / "config.json", json.dumps(config, indent=2))
+        atomic_write_text(out / CONFIG, json.dumps(config, indent=2))
     if not best_path.exists():
         raise SystemExit("error: no checkpoint was saved: training stopped before the first epoch ended")
     train_seconds = time.time() - started
@@ -348,7 +335,7 @@ def finish(out: Path, cfg: TrainConfig, model: keras.Model, val: tuple, test: tu
                                          cfg.refer_sensitivity, cfg.confidence_floor)
         calibration = {"temperature": temperature, "thresholds": thresholds}
     temperature = calibration["temperature"]
-    atomic_write_text(out / "calibration.json", json.dumps(calibration, indent=2))
+    atomic_write_text(out / CALIBRATION, json.dumps(calibration, indent=2))
     test_logits = model.predict(test[0], batch_size=64, verbose=0)
     extra = {"run": str(out), "arch": cfg.arch, "split": "test (lesion-disjoint, split.csv)",
              "train_wall_time_s": round(train_seconds, 1), "temperature": round(temperature, 4),

@@ -1,14 +1,21 @@
-"""Read the HAM10000 layout: a metadata CSV plus one or more folders of ``ISIC_*.jpg`` images."""
+"""Read the HAM10000 layout (a metadata CSV plus one or more folders of ``ISIC_*.jpg`` images) and a
+run's split file, and decode the images of a split as the edge does."""
 from __future__ import annotations
 
 import csv
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+from tqdm import tqdm
+
 from lesionlite.edge.files import images_by_stem
 from lesionlite.edge.labels import CLASSES
+from lesionlite.edge.preprocess import ImageError, pixels
 
 REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
+SPLITS = ("train", "val", "test")
 
 
 class DataError(ValueError):
@@ -112,3 +119,49 @@ def index_dataset(data_dir: str | Path, metadata: str | Path | None = None) -> D
     if not records:
         raise DataError(f"no image under {data_dir} matches a row of {meta_path.name}")
     return DataIndex(meta_path, records, missing, extra, duplicates)
+
+
+def read_split(path: Path) -> dict[str, str]:
+    """``image_id -> split`` from a split file; refuses one where a lesion crosses splits."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise DataError(f"cannot read split file {path}: {exc.strerror}") from None
+    if not rows or not {"image_id", "lesion_id", "split"} <= set(rows[0]):
+        raise DataError(f"{path} is not a split file (columns image_id, lesion_id, dx, split)")
+    lesion_split: dict[str, str] = {}
+    for row in rows:
+        if row["split"] not in SPLITS:
+            raise DataError(f"{path}: unknown split {row['split']!r}")
+        seen = lesion_split.setdefault(row["lesion_id"], row["split"])
+        if seen != row["split"]:
+            raise DataError(f"{path}: lesion {row['lesion_id']} is in both {seen} and {row['split']}")
+    return {row["image_id"]: row["split"] for row in rows}
+
+
+def apply_split(records: list[Record], assignment: dict[str, str]) -> dict[str, list[Record]]:
+    """Records grouped by split; images absent from the split file are left out."""
+    out: dict[str, list[Record]] = {s: [] for s in SPLITS}
+    for r in records:
+        if r.image_id in assignment:
+            out[assignment[r.image_id]].append(r)
+    return out
+
+
+def load_arrays(records: list[Record], size: tuple[int, int], crop: str, color_constancy: str = "none",
+                workers: int = 4, desc: str = "decode") -> tuple[np.ndarray, np.ndarray]:
+    """Images through :func:`lesionlite.edge.preprocess.pixels` (uint8 NHWC) and integer labels."""
+    def one(r: Record) -> np.ndarray:
+        try:
+            return pixels(r.path, size, crop=crop, color_constancy=color_constancy)
+        except (ImageError, OSError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise DataError(f"{r.path}: {reason}: replace or remove this image") from None
+
+    with ThreadPoolExecutor(workers) as pool:
+        images = list(tqdm(pool.map(one, records), total=len(records), desc=desc, leave=False,
+                           disable=None))
+    x = np.stack(images) if images else np.zeros((0, *size, 3), np.uint8)
+    y = np.array([CLASSES.index(r.dx) for r in records], dtype=np.int32)
+    return x, y
