@@ -147,7 +147,7 @@ def cold_start(image: str, model_args: list[str], repeats: int = 3) -> dict:
             times.append(time.perf_counter() - t)
         return float(np.median(times)) * 1e3
 
-    return {"classify_one_ms": wall([sys.executable, "-m", "lesionlite.edge.cli", "classify", image, *model_args]),
+    return {"classify_one_ms": wall([sys.executable, "-m", "lesionlite.cli", "classify", image, *model_args]),
             "import_tensorflow_ms": wall([sys.executable, "-c", "import tensorflow"])}
 
 

@@ -45,7 +45,7 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: floa
             check: bool = False) -> subprocess.CompletedProcess:
     """The real ``lesionlite`` CLI in a subprocess."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "lesionlite.edge.cli", *args], cwd=cwd, env=full_env,
+    proc = subprocess.run([sys.executable, "-m", "lesionlite.cli", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"lesionlite {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")

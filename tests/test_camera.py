@@ -27,7 +27,7 @@ from lesionlite.edge.camera.overlay import DECISION_COLOURS, MIN_HEIGHT
 from lesionlite.edge.camera.quality import assess
 from lesionlite.edge.camera.sources import CameraAbsent, Picamera2Source, ReplaySource, SourceError
 from lesionlite.edge.classifier import Classifier
-from lesionlite.edge.cli import main as lesionlite
+from lesionlite.cli import main as lesionlite
 from lesionlite.edge.preprocess import frame_to_image
 from lesionlite.edge.result import DECISIONS
 
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LESIONS = ROOT / "samples/lesions"
 SHARP = LESIONS / "ISIC_0026458.jpg"
 FULLRES = ROOT / "samples/fullres/ISIC_0024309.jpg"
-CAMERA_CMD = [sys.executable, "-m", "lesionlite.edge.cli", "camera"]
+CAMERA_CMD = [sys.executable, "-m", "lesionlite.cli", "camera"]
 STEM = re.compile(r"^\d{8}-\d{6}-\d{3}(-\d+)?$")
 
 

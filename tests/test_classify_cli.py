@@ -85,7 +85,7 @@ def test_interrupted_batch_leaves_no_half_file_and_resumes(sig, tmp_path, lesion
         shutil.copy(lesion_images[i % len(lesion_images)], folder / f"img_{i:04d}.jpg")
     out = tmp_path / "rows.csv"
     partial = tmp_path / "rows.csv.partial"
-    proc = subprocess.Popen([sys.executable, "-m", "lesionlite.edge.cli", "classify", str(folder), "-o", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "lesionlite.cli", "classify", str(folder), "-o", str(out),
                              "--workers", "1", "--threads", "1", "--tta"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=interruptible)
@@ -250,7 +250,7 @@ def test_output_piped_into_head_ends_quietly():
     from conftest import ROOT
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each row written at once
-    proc = subprocess.Popen([sys.executable, "-m", "lesionlite.edge.cli", "classify", "samples/lesions"], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "lesionlite.cli", "classify", "samples/lesions"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().startswith("path")
     proc.stdout.close()  # as `| head -n 1` does: the rows still to come have no reader
@@ -271,7 +271,7 @@ def test_a_file_name_that_is_not_utf8_is_written_and_resumed(tmp_path, lesion_im
     again = run_cli("classify", str(folder), "-o", str(out), "--resume")
     assert again.returncode == 0 and "2 images, 0 failed" in again.stderr
     assert out.read_bytes().count(b"\n") == 3  # header and two rows: nothing classified twice
-    table = subprocess.run([sys.executable, "-m", "lesionlite.edge.cli", "classify", str(folder)], cwd=ROOT, capture_output=True,
+    table = subprocess.run([sys.executable, "-m", "lesionlite.cli", "classify", str(folder)], cwd=ROOT, capture_output=True,
                            env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})
     assert table.returncode == 0 and b"Traceback" not in table.stderr and b"lesion-\xff.jpg" in table.stdout
 

@@ -22,8 +22,8 @@ def test_no_module_in_edge_imports_a_heavy_package():
 
 def test_classify_does_not_load_tensorflow(lesion_images):
     code = (
-        "import sys, lesionlite.edge.cli\n"
-        f"rc = lesionlite.edge.cli.main(['classify', {str(lesion_images[0])!r}])\n"
+        "import sys, lesionlite.cli\n"
+        f"rc = lesionlite.cli.main(['classify', {str(lesion_images[0])!r}])\n"
         f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
         "print('HEAVY', heavy, 'RC', rc)\n"
     )

@@ -40,7 +40,7 @@ START_TIMEOUT = 60
 @pytest.fixture(scope="module")
 def server_url():
     """``lesionlite serve --port 0`` (default bundle) in a subprocess; its URL once it listens."""
-    proc = subprocess.Popen([sys.executable, "-m", "lesionlite.edge.cli", "serve", "--port", "0"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "lesionlite.cli", "serve", "--port", "0"], cwd=ROOT,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines: list[str] = []
     ready = threading.Event()

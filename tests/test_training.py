@@ -437,7 +437,7 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_still_reports(ham_layout, tmp_path
 
     run = tmp_path / "interrupted"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "lesionlite.edge.cli", "train", "--data", str(ham_layout), "--arch",
+    proc = subprocess.Popen([sys.executable, "-m", "lesionlite.cli", "train", "--data", str(ham_layout), "--arch",
                              "seed-cnn", "--input-size", "24", "32", "--epochs", "500", "--patience", "500",
                              "--batch", "8", "--out", str(run)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

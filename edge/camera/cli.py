@@ -1,5 +1,5 @@
 """``lesionlite camera``: point-and-shoot live classification. The model options (``--model``,
-``--threads``, ``--runtime``, ``--labels``) come from the shared parent parser in :mod:`lesionlite.edge.cli`."""
+``--threads``, ``--runtime``, ``--labels``) come from the shared parent parser in :mod:`lesionlite.cli`."""
 from __future__ import annotations
 
 import argparse

@@ -70,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
     if not is_loopback(args.host) and not args.expose:
         raise SystemExit(f"error: --host {args.host} is not a loopback address; add --expose to let "
                          "anyone on the network reach the page")
-    clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)  # errors: see lesionlite.edge.cli.main
+    clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)  # errors: see lesionlite.cli.main
     live = _start_live(args.camera, clf) if args.camera else None
     try:
         return _serve(args, clf, live)

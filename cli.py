@@ -1,5 +1,6 @@
-"""The ``lesionlite`` command. Edge subcommands import only numpy, Pillow and LiteRT;
-subcommands that need TensorFlow import it lazily and say how to install it."""
+"""The ``lesionlite`` command, assembled above every layer from the edge, convert and training commands.
+Edge subcommands import only numpy, Pillow and LiteRT; subcommands that need TensorFlow import it
+lazily and say how to install it."""
 from __future__ import annotations
 
 import argparse
