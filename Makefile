@@ -1,11 +1,12 @@
 # Two commands on a fresh machine:
 #   make demo   edge-only environment; classify the sample images with the shipped model; short benchmark
 #   make test   full environment (training, conversion, camera, web, port); the whole test suite
+#   make test-edge  the demo environment plus pytest; every test that needs only the [edge] extra
 PYTHON ?= python3
 DEMO_VENV := .venv-demo
 VENV := .venv
 
-.PHONY: demo test clean
+.PHONY: demo test test-edge clean
 
 $(DEMO_VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(DEMO_VENV)
@@ -25,6 +26,13 @@ demo: $(DEMO_VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q
+
+$(DEMO_VENV)/.edgetest: $(DEMO_VENV)/.installed
+	$(DEMO_VENV)/bin/pip install -q -e '.[edge,edgetest]'
+	touch $@
+
+test-edge: $(DEMO_VENV)/.edgetest
+	$(DEMO_VENV)/bin/python -m pytest -q
 
 clean:
 	rm -rf $(DEMO_VENV) $(VENV) .pytest_cache

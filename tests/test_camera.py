@@ -427,7 +427,9 @@ def test_window_falls_back_to_headless_and_overlay_needs_the_pi_preview(monkeypa
 
 @pytest.mark.parametrize("argv, message", [
     (["--source", "replay:/no/such/folder"], "error: replay: no such file or folder"),
-    (["--source", "opencv:9"], "error: no camera at OpenCV index 9"),
+    pytest.param(["--source", "opencv:9"], "error: no camera at OpenCV index 9",
+                 marks=pytest.mark.skipif(importlib.util.find_spec("cv2") is None,
+                                          reason="needs OpenCV (pip install '.[camera]')")),
     (["--source", "webcam"], "error: unknown source 'webcam'"),
     (["--model", "/no/such/bundle"], "error: model not found"),
     pytest.param(["--source", f"replay:{LESIONS}", "--gpio-pin", "17"], "error: --gpio-pin needs gpiozero",

@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
-from lesionlite.training import efficientnet_lite as effl
-from lesionlite.training import port_efficientnet as pe
+keras = pytest.importorskip("keras", reason="the port needs Keras and TensorFlow (pip install '.[train]')")
+
+from lesionlite.training import efficientnet_lite as effl  # noqa: E402
+from lesionlite.training import port_efficientnet as pe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PARROT_CANDIDATES = (ROOT / "samples/non-lesion/parrot.jpg",  # the repo copy, preferred

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn import metrics as skm
 
-from lesionlite.edge import metrics
-from lesionlite.edge.labels import CLASSES
+skm = pytest.importorskip("sklearn.metrics", reason="compares against scikit-learn (pip install '.[train]')")
+
+from lesionlite.edge import metrics  # noqa: E402
+from lesionlite.edge.labels import CLASSES  # noqa: E402
 
 
 @pytest.fixture()

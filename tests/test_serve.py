@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lesionlite.edge.classifier import Classifier
-from lesionlite.edge.labels import DISCLAIMER
-from lesionlite.edge.result import DECISIONS
-from lesionlite.edge.serve import cli
-from lesionlite.edge.serve.app import create_app
+pytest.importorskip("flask", reason="lesionlite serve needs Flask (pip install '.[serve]')")
+
+from lesionlite.edge.classifier import Classifier  # noqa: E402
+from lesionlite.edge.labels import DISCLAIMER  # noqa: E402
+from lesionlite.edge.result import DECISIONS  # noqa: E402
+from lesionlite.edge.serve import cli  # noqa: E402
+from lesionlite.edge.serve.app import create_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LESIONS = sorted((ROOT / "samples/lesions").glob("*.jpg"))
