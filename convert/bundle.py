@@ -154,7 +154,7 @@ def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str |
             path = Path(tmp) / f"candidate{i}.tflite"
             path.write_bytes(convert(model, quantize, representative, int8_output))
             probe = Classifier(path, threads=threads)  # a bare load, to read the tensors' details
-            meta = build_metadata(run, out.name, quantize, probe._input, probe._output)
+            meta = build_metadata(run, out.name, quantize, probe.input_detail, probe.output_detail)
             check, lite_probs = verify(Classifier(from_metadata(meta, path), threads=threads),
                                        x_check, y_check, float_probs)
             failures = check.failures(min_agreement, max_ba_loss)

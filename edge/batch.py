@@ -18,6 +18,8 @@ from lesionlite.edge.args import output_path, positive
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.files import find_images
 from lesionlite.edge.preprocess import ImageError
+from lesionlite.edge.result import Prediction
+from lesionlite.edge.scope import OUT_OF_SCOPE
 
 if TYPE_CHECKING:
     from lesionlite.edge.degrade import Alteration
@@ -28,7 +30,7 @@ FORMATS = ("csv", "jsonl", "table")
 @dataclass
 class Row:
     path: str
-    probs: np.ndarray | None = None
+    prediction: Prediction | None = None
     error: str = ""
 
 
@@ -55,7 +57,7 @@ def classify_paths(clf: Classifier, paths: list[str], workers: int = 2, tta: boo
             if nxt is not None:
                 pending.append((nxt, pool.submit(load, nxt)))
             try:
-                yield Row(path, clf.probabilities(fut.result(), tta))
+                yield Row(path, clf.predict(fut.result(), tta))
             except ImageError as exc:
                 yield Row(path, error=str(exc))
             except OSError as exc:
@@ -85,7 +87,7 @@ class RowWriter:
         self.output, self.fmt, self.codes = Path(os.path.realpath(output)), fmt, codes
         self.partial = self.output.with_name(self.output.name + ".partial")
         self.columns = ["path", "label", "confidence", "decision", *(f"p_{c}" for c in codes), "error",
-                        "name", "reason"]
+                        "name", "reason", "scope"]
         if not resume and self.partial.exists():
             raise ResumeError(f"{self.partial} holds the rows of an interrupted run: add --resume to "
                               "continue it, or delete it to start again")
@@ -165,12 +167,13 @@ class RowWriter:
 def record(clf: Classifier, row: Row, top_k: int) -> dict:
     """One output row: the flat form used by CSV and JSON lines."""
     rec: dict = {"path": row.path, "error": row.error}
-    if row.probs is None:
+    if row.prediction is None:
         return rec
-    res = clf.result(row.probs, top_k)
+    res = clf.result(row.prediction, top_k)
     rec.update({"label": res.label, "name": res.name, "confidence": round(res.confidence, 4),
                 "decision": res.decision, "reason": res.reason})
-    rec.update({f"p_{c}": round(float(p), 4) for c, p in zip(clf.bundle.codes, row.probs)})
+    rec.update({f"p_{c}": round(float(p), 4) for c, p in zip(clf.bundle.codes, row.prediction.probs)})
+    rec["scope"] = "" if res.scope is None else round(res.scope, 4)
     rec["top"] = [{"code": c, "probability": round(p, 4)} for c, _, p in res.top]
     return rec
 
@@ -219,16 +222,17 @@ def main(args) -> int:
     except OSError as exc:  # named as the user named it, not by its partial file's name
         raise SystemExit(f"error: cannot write {args.output}: {exc.strerror or exc}") from None
     todo = [p for p in paths if not writer or same_file(p) not in writer.done]
-    failed = 0
+    failed = declined = 0
     bar = tqdm(total=len(todo), unit="img", disable=None if writer else True, file=sys.stderr)
     if fmt == "table":
         if hasattr(sys.stdout, "reconfigure"):  # a file name that is not UTF-8 is shown, not a crash
             sys.stdout.reconfigure(errors="surrogateescape")
-        print(f"{'path':<40} {'label':<6} {'conf':>5}  {'decision':<9} top-{args.top_k}")
+        print(f"{'path':<40} {'label':<6} {'conf':>5}  {'decision':<12} top-{args.top_k}")
     try:
         for row in classify_paths(clf, todo, args.workers, args.tta):
             rec = record(clf, row, args.top_k)
             failed += bool(row.error)
+            declined += rec.get("decision") == OUT_OF_SCOPE
             if writer:
                 writer.add(rec)
             else:
@@ -246,6 +250,9 @@ def main(args) -> int:
         writer.finish()
         failed = writer.failed
         print(f"{writer.rows} images, {failed} failed -> {args.output}", file=sys.stderr)
+    if declined:
+        print(f"{declined} image(s) out of scope: not dermoscopic images of a skin lesion, so no label was given",
+              file=sys.stderr)
     print(DISCLAIMER, file=sys.stderr)
     return 1 if failed else 0
 
@@ -255,5 +262,7 @@ def _table_line(rec: dict) -> str:
     path = path if len(path) <= 40 else "..." + path[-37:]
     if rec["error"]:
         return f"{path:<40} error: {rec['error']}"
+    if rec["decision"] == OUT_OF_SCOPE:  # no label is the answer: say why instead
+        return f"{path:<40} {'-':<6} {'-':>5}  {rec['decision']:<12} {rec['reason']}"
     top = ", ".join(f"{t['code']} {t['probability']:.2f}" for t in rec.get("top", []))
-    return f"{path:<40} {rec['label']:<6} {rec['confidence']:>5.2f}  {rec['decision']:<9} {top}"
+    return f"{path:<40} {rec['label']:<6} {rec['confidence']:>5.2f}  {rec['decision']:<12} {top}"

@@ -71,7 +71,7 @@ def bench_model(model: str | None, image: bytes, runs: int, warmup: int, threads
     t = time.perf_counter()
     clf.invoke(rgb)
     first_ms = (time.perf_counter() - t) * 1e3
-    interp, index = clf.interpreter, clf._input["index"]
+    interp, index = clf.interpreter, clf.input_detail["index"]
 
     def invoke_only() -> None:
         interp.invoke()
@@ -122,7 +122,7 @@ def folder_throughput(model: str | None, folder: ImageFolder, workers: int, thre
     """Images per second of ``lesionlite classify``'s pipeline over a folder, against the
     invoke-only bound (one invoke after another on a ready input)."""
     clf = Classifier(model, threads, runtime, labels)
-    interp, detail = clf.interpreter, clf._input
+    interp, detail = clf.interpreter, clf.input_detail
     interp.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))  # invoke time ignores content
     bound_ms = stats(_timed(interp.invoke, 50))["p50"]
     t = time.perf_counter()

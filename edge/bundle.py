@@ -14,11 +14,13 @@ from typing import Any
 from lesionlite.edge.embedded import can_read, read_embedded
 from lesionlite.edge.labels import CLASS_NAMES, MALIGNANT, read_labels_file
 from lesionlite.edge.preprocess import COLOR_CONSTANCY, CROPS, InputSpec
+from lesionlite.edge.scope import ScopeGate
 
-SCHEMA = "lesionlite.bundle/2"
-"""Written by convert. /2 added ``input.color_constancy``: a /1 runtime refuses such a bundle instead
-of preparing its input without the correction."""
-READABLE_SCHEMAS = ("lesionlite.bundle/1", SCHEMA)
+SCHEMA = "lesionlite.bundle/3"
+"""Written by convert. /2 added ``input.color_constancy``, /3 the ``scope`` gate: an older runtime
+refuses such a bundle instead of preparing its input without the correction, or answering for any
+image."""
+READABLE_SCHEMAS = ("lesionlite.bundle/1", "lesionlite.bundle/2", SCHEMA)
 METADATA_FILE = "metadata.json"
 MODEL_FILE = "model.tflite"
 LABELS_FILE = "labels.txt"
@@ -28,7 +30,7 @@ DEFAULT_BUNDLE = "ham10000-efficientnet-lite0"
 MODELS_ENV = "LESIONLITE_MODEL"
 SELF_REFERENTIAL = ("sha256", "size_bytes")
 """Metadata fields that describe the final file, so they cannot be embedded in it."""
-ACTED_ON = ("schema", "labels", "input", "output", "calibration", "thresholds")
+ACTED_ON = ("schema", "labels", "input", "output", "calibration", "thresholds", "scope")
 """Metadata fields that change what the device answers: ``metadata.json`` must agree with the copy
 embedded in the checksummed model on these, or the bundle is refused."""
 DTYPES = ("uint8", "int8", "float32")
@@ -63,6 +65,8 @@ class Bundle:
     thresholds: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
     sha256: str = ""
+    scope: ScopeGate | None = None
+    """None: the bundle has no gate and answers for any image."""
 
     @property
     def name(self) -> str:
@@ -117,9 +121,11 @@ def from_metadata(meta: dict, model_path: Path, sha256: str = "") -> Bundle:
         raise BundleError(f"metadata is missing a field: {exc}") from None
     except (TypeError, AttributeError):
         raise BundleError("metadata has a field of the wrong type (labels, input, output or calibration)") from None
-    problems = _bad_values(bundle)
+    problems = _bad_values(bundle) + _bad_scope(meta.get("scope"))
     if problems:
         raise BundleError("metadata holds values this runtime cannot use: " + "; ".join(problems))
+    if meta.get("scope") is not None:
+        bundle.scope = ScopeGate.from_dict(meta["scope"])
     return bundle
 
 
@@ -162,6 +168,17 @@ def _bad_values(bundle: Bundle) -> list[str]:
     if missing:
         problems.append(f"no referral threshold for {', '.join(missing)} (each malignant label needs one)")
     return problems
+
+
+def _bad_scope(scope: Any) -> list[str]:
+    """What is wrong with a ``scope`` section (absent is allowed: a bundle without a gate)."""
+    if scope is None:
+        return []
+    weights = scope.get("weights") if isinstance(scope, dict) else None
+    if not (isinstance(weights, list) and weights and all(_number(w) for w in weights)
+            and _number(scope.get("bias")) and _number(scope.get("threshold"), 0.0, 1.0)):
+        return ["scope gate (needs finite weights, a bias and a threshold in [0, 1])"]
+    return []
 
 
 def load_bundle(path: str | Path | None = None, labels_file: str | None = None) -> Bundle:
@@ -267,8 +284,10 @@ def bare_input_spec(height: int, width: int, dtype: str) -> InputSpec:
     return InputSpec(height, width, dtype, mean=127.5, std=127.5)
 
 
-def check_interpreter(bundle: Bundle, input_detail: dict[str, Any], output_detail: dict[str, Any]) -> Bundle:
-    """Refuse a bundle whose metadata disagrees with the model; fill in a bare bundle's specs."""
+def check_interpreter(bundle: Bundle, input_detail: dict[str, Any], output_detail: dict[str, Any],
+                      features_detail: dict[str, Any] | None = None) -> Bundle:
+    """Refuse a bundle whose metadata disagrees with the model; fill in a bare bundle's specs.
+    ``features_detail``: the model's second output, which a scope gate reads."""
     in_shape = [int(v) for v in input_detail["shape"]]
     out_shape = [int(v) for v in output_detail["shape"]]
     in_dtype = input_detail["dtype"].__name__
@@ -302,6 +321,11 @@ def check_interpreter(bundle: Bundle, input_detail: dict[str, Any], output_detai
     if out_dtype in ("uint8", "int8") and (abs(out.scale - out_q[0]) > 1e-6 * max(1.0, out.scale)
                                           or out.zero_point != out_q[1]):
         problems.append(f"output quantization {out.scale},{out.zero_point} != model {out_q[0]},{out_q[1]}")
+    if bundle.scope is not None:
+        size = int(features_detail["shape"][-1]) if features_detail is not None else None
+        if size != bundle.scope.size:
+            problems.append(f"the scope gate reads {bundle.scope.size} features but the model's second output "
+                            + (f"has {size}" if size is not None else "is missing"))
     if problems:
         raise BundleError(f"{bundle.model_path}: metadata does not match the model: " + "; ".join(problems))
     return bundle

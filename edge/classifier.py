@@ -6,16 +6,18 @@ from pathlib import Path
 
 import numpy as np
 
-from lesionlite.edge.bundle import Bundle, check_interpreter, load_bundle
+from lesionlite.edge.bundle import Bundle, OutputSpec, check_interpreter, load_bundle
 from lesionlite.edge.preprocess import Source, pixels, to_input
-from lesionlite.edge.result import Result, make_result, probabilities
+from lesionlite.edge.result import Prediction, Result, dequantize, make_result, probabilities
 from lesionlite.edge.runtime import make_interpreter
 
 
 class Classifier:
     """Load a bundle (validated against the interpreter) and classify images or frames.
 
-    ``invoke`` is serialized with a lock, so one Classifier may be shared between threads.
+    The model's first output holds the class logits; a bundle with a scope gate also reads its
+    second output, the pooled features. ``invoke`` is serialized with a lock, so one Classifier may
+    be shared between threads.
     """
 
     def __init__(self, model: str | Path | Bundle | None = None, threads: int | None = None,
@@ -23,10 +25,14 @@ class Classifier:
         self.bundle = model if isinstance(model, Bundle) else load_bundle(model, labels_file)
         self.interpreter, self.runtime = make_interpreter(str(self.bundle.model_path), threads, runtime)
         self.threads = threads
-        self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
-        check_interpreter(self.bundle, self._input, self._output)
+        self.input_detail = self.interpreter.get_input_details()[0]
+        outputs = self.interpreter.get_output_details()
+        self.output_detail = outputs[0]
+        self.features_detail = outputs[1] if self.bundle.scope is not None and len(outputs) > 1 else None
+        check_interpreter(self.bundle, self.input_detail, self.output_detail, self.features_detail)
         self.spec = self.bundle.input
+        self._features_spec = None if self.features_detail is None else OutputSpec(
+            "features", self.features_detail["dtype"].__name__, *map(float, self.features_detail["quantization"]))
         self._lock = threading.Lock()
 
     def preprocess(self, source: Source, color_order: str = "RGB") -> np.ndarray:
@@ -35,25 +41,41 @@ class Classifier:
                       self.spec.color_constancy)
 
     def invoke(self, rgb: np.ndarray) -> np.ndarray:
-        """Run the model on one preprocessed ``(H, W, 3)`` image; the raw output row."""
+        """Run the model on one preprocessed ``(H, W, 3)`` image; the raw logits row."""
+        return self._run(rgb)[0]
+
+    def _run(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The raw logits row and the dequantized features (None without a scope gate)."""
         x = to_input(rgb, self.spec)[None]
         with self._lock:
-            self.interpreter.set_tensor(self._input["index"], x)
+            self.interpreter.set_tensor(self.input_detail["index"], x)
             self.interpreter.invoke()
-            return self.interpreter.get_tensor(self._output["index"])[0].copy()
+            raw = self.interpreter.get_tensor(self.output_detail["index"])[0].copy()
+            if self.features_detail is None:
+                return raw, None
+            features = self.interpreter.get_tensor(self.features_detail["index"])[0]
+            return raw, dequantize(features, self._features_spec)
+
+    def predict(self, rgb: np.ndarray, tta: bool = False) -> Prediction:
+        """Calibrated class probabilities and the in-scope score; ``tta`` averages both over
+        :func:`tta_views` (the score of the views' mean features)."""
+        runs = [self._run(np.ascontiguousarray(v)) for v in (tta_views(rgb) if tta else [rgb])]
+        probs = probabilities(np.stack([raw for raw, _ in runs]), self.bundle.output, self.bundle.temperature)
+        gate = self.bundle.scope
+        scope = None if gate is None or runs[0][1] is None else gate.score(np.mean([f for _, f in runs], axis=0))
+        return Prediction(probs.mean(axis=0), scope)
 
     def probabilities(self, rgb: np.ndarray, tta: bool = False) -> np.ndarray:
         """Calibrated class probabilities; ``tta`` averages over :func:`tta_views`."""
-        views = tta_views(rgb) if tta else [rgb]
-        raw = np.stack([self.invoke(np.ascontiguousarray(v)) for v in views])
-        return probabilities(raw, self.bundle.output, self.bundle.temperature).mean(axis=0)
+        return self.predict(rgb, tta).probs
 
-    def result(self, probs: np.ndarray, top_k: int = 3) -> Result:
-        return make_result(probs, self.bundle.labels, self.bundle.thresholds, top_k)
+    def result(self, pred: Prediction, top_k: int = 3) -> Result:
+        """The answer for a prediction: the decision, or ``out-of-scope`` below the scope gate."""
+        return make_result(pred, self.bundle.labels, self.bundle.thresholds, top_k, self.bundle.scope)
 
     def classify(self, source: Source, color_order: str = "RGB", top_k: int = 3, tta: bool = False) -> Result:
         """Decode/preprocess ``source`` and classify it."""
-        return self.result(self.probabilities(self.preprocess(source, color_order), tta), top_k)
+        return self.result(self.predict(self.preprocess(source, color_order), tta), top_k)
 
 
 def tta_views(rgb: np.ndarray) -> list[np.ndarray]:

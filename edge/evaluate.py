@@ -18,7 +18,7 @@ from lesionlite.edge.degrade import DEGRADATIONS, DEGRADE_HELP, Alteration, reli
 from lesionlite.edge.files import images_by_stem
 from lesionlite.edge.io import atomic_write_text
 from lesionlite.edge.labels import DISCLAIMER
-from lesionlite.edge.metrics import evaluate, format_table
+from lesionlite.edge.metrics import evaluate, format_table, interval_note, share, wilson
 
 
 class LabelsError(ValueError):
@@ -151,6 +151,36 @@ def _held_out(bundle: Bundle, pairs: list[tuple[str, str, str]]) -> bool | None:
     return not seen
 
 
+def scope_report(admitted: np.ndarray, y: np.ndarray, probs: np.ndarray, lesions: np.ndarray,
+                 codes: list[str]) -> dict:
+    """How many images the scope gate turned away (per class, with melanomas named), and the
+    metrics on the images it let through."""
+    n, out = len(admitted), int((~admitted).sum())
+    report = {"n": n, "out_of_scope": out, "out_of_scope_ci95": wilson(out, n),
+              "out_of_scope_by_class": {c: int((~admitted & (y == i)).sum()) for i, c in enumerate(codes)}}
+    if admitted.any():
+        report["in_scope"] = evaluate(y[admitted], probs[admitted], codes, lesions[admitted])
+    return report
+
+
+def format_scope(report: dict, threshold: float) -> str:
+    """The scope section of ``evaluate``'s printout."""
+    by_class = report["out_of_scope_by_class"]
+    lines = [f"scope gate (threshold {threshold:.3f}): {share(report['out_of_scope'], report['n'])} images "
+             "declined as not dermoscopic; " + ", ".join(f"{c} {k}" for c, k in by_class.items() if k)
+             if report["out_of_scope"] else
+             f"scope gate (threshold {threshold:.3f}): no image declined of {report['n']}"]
+    if "mel" in by_class:
+        lines.append(f"melanomas turned away by the gate: {by_class['mel']}")
+    inside = report.get("in_scope")
+    if inside:
+        mel = inside.get("mel_sensitivity_at_80_specificity")
+        lines.append(f"on the {inside['n']} images in scope: balanced accuracy {inside['balanced_accuracy']:.3f}"
+                     f"{interval_note(inside.get('balanced_accuracy_ci95'))}"
+                     + (f", melanoma sensitivity at 80% specificity {mel:.3f}" if mel is not None else ""))
+    return "\n".join(lines)
+
+
 def main(args) -> int:
     if args.split and not args.split_file:
         raise SystemExit("error: --split needs --split-file (a split.csv naming each image's split)")
@@ -166,20 +196,22 @@ def main(args) -> int:
     if unknown:
         raise SystemExit(f"error: labels {unknown} are not classes of this model ({codes})")
     held_out = _held_out(clf.bundle, pairs)
-    probs, y, lesions, failed = [], [], [], []
+    probs, scopes, y, lesions, failed = [], [], [], [], []
     rows = classify_paths(clf, [p for p, _, _ in pairs], args.workers, args.tta, _alteration(args))  # in order
     for row, (_, label, lesion) in zip(rows, pairs):
         if row.error:
             failed.append(f"{row.path}: {row.error}")
             continue
-        probs.append(row.probs)
+        probs.append(row.prediction.probs)
+        scopes.append(row.prediction.scope)
         y.append(codes.index(label))
         lesions.append(lesion)
     for line in failed:
         print(f"skipped {line}", file=sys.stderr)
     if not probs:
         raise SystemExit("error: no image could be classified")
-    metrics = evaluate(np.array(y), np.stack(probs), codes, np.array(lesions))
+    y_all, probs_all, lesions_all = np.array(y), np.stack(probs), np.array(lesions)
+    metrics = evaluate(y_all, probs_all, codes, lesions_all)
     metrics.update({"model": clf.bundle.name, "model_sha256": clf.bundle.sha256, "failed": len(failed),
                     "labels_csv": str(args.labels), "split": split if args.split_file else None,
                     "held_out": held_out,
@@ -189,6 +221,13 @@ def main(args) -> int:
     if args.degrade:
         print(f"simulated degradation: {args.degrade}")
     print(format_table(metrics))
+    gate = clf.bundle.scope
+    if gate is not None:
+        admitted = np.array([gate.admits(s) for s in scopes])
+        metrics["scope"] = scope_report(admitted, y_all, probs_all, lesions_all, codes)
+        print(format_scope(metrics["scope"], gate.threshold))
+    else:
+        print("scope gate: none in this bundle (every image gets a label)")
     print(DISCLAIMER)
     if args.json:
         atomic_write_text(args.json, json.dumps(metrics, indent=2))

@@ -10,6 +10,17 @@ from lesionlite.edge.labels import DISCLAIMER
 from lesionlite.edge.metrics import interval_note
 
 
+NO_GATE = "scope gate: none - this model gives a label to any image, dermoscopic or not"
+
+
+def gate_line(scope: dict) -> str:
+    """What the bundle's scope gate is and what it was fitted on, in one line."""
+    fitted = scope.get("fitted_on") or {}
+    counts = ", ".join(f"{k} {v}" for k, v in fitted.items() if isinstance(v, int))
+    return (f"scope gate: {scope.get('method', 'a score')} on {len(scope['weights'])} features, threshold "
+            f"{scope['threshold']:.3f}; below it the answer is out-of-scope" + (f" (fitted on {counts})" if counts else ""))
+
+
 def main(args) -> int:
     clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)
     bundle = clf.bundle
@@ -17,6 +28,7 @@ def main(args) -> int:
     if bundle.bare:
         print(f"{bundle.model_path}: a bare model without lesionlite metadata ({size}, input "
               f"{clf.spec.height}x{clf.spec.width} {clf.spec.dtype}, {len(bundle.labels)} outputs)")
+        print(NO_GATE)
         return 0
     m = bundle.meta
     test = m.get("metrics", {}).get("test", {}).get("tflite", {})
@@ -35,6 +47,7 @@ def main(args) -> int:
     if splits:  # metadata written by convert always says
         print(f"trained on: {' + '.join(splits)} of its split.csv")
     print(f"thresholds: {json.dumps(bundle.thresholds)}")
+    print(gate_line(m.get("scope")) if bundle.scope is not None else NO_GATE)
     if test:
         interval = interval_note(test.get("balanced_accuracy_ci95"))
         print(f"test split: balanced accuracy {test['balanced_accuracy']:.3f}{interval}, accuracy {test['accuracy']:.3f}, "

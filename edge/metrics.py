@@ -1,6 +1,8 @@
 """Classification metrics in numpy only (runs on the Pi; training reuses it)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -57,6 +59,23 @@ def balanced_accuracy_interval(y_true: np.ndarray, y_pred: np.ndarray, k: int,
 def interval_note(ci: tuple[float, float] | list[float] | None) -> str:
     """`` (95% interval LO-HI)`` for :func:`balanced_accuracy_interval`'s result, or nothing."""
     return f" (95% interval {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95% by default) of a proportion ``k / n``: honest for small ``n``
+    and for proportions near 0 or 1, where the normal approximation is not."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def share(k: int, n: int) -> str:
+    """``12 of 855 (1.4%, 95% CI 0.8-2.4%)``."""
+    lo, hi = wilson(k, n)
+    return f"{k} of {n} ({k / max(n, 1):.1%}, 95% CI {lo:.1%}-{hi:.1%})"
 
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:

@@ -8,6 +8,7 @@ import numpy as np
 from lesionlite.edge.bundle import OutputSpec
 from lesionlite.edge.labels import DISCLAIMER
 from lesionlite.edge.metrics import softmax
+from lesionlite.edge.scope import OUT_OF_SCOPE, ScopeGate
 
 DECISIONS = ("refer", "uncertain", "monitor")
 """Never 'benign': the device does not clear anyone."""
@@ -39,10 +40,21 @@ def _looks_like_probabilities(values: np.ndarray, spec: OutputSpec) -> bool:
     return bool(np.all(values >= 0) and np.allclose(values.sum(axis=-1), 1.0, atol=0.02))
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """What the model says of one image, before any decision: calibrated class probabilities and
+    the in-scope score (None without a scope gate)."""
+
+    probs: np.ndarray
+    scope: float | None = None
+
+
 @dataclass
 class Result:
-    """One image's answer. ``decision`` is ``refer``, ``uncertain``, ``monitor``, or ``none``
-    for a model without decision thresholds (a bare third-party model)."""
+    """One image's answer. ``decision`` is ``refer``, ``uncertain``, ``monitor``, ``none`` for a
+    model without decision thresholds (a bare third-party model), or ``out-of-scope`` when the scope
+    gate declines the image: then ``label``, ``name`` and ``top`` are empty, and ``probabilities``
+    are kept for inspection only."""
 
     label: str
     name: str
@@ -51,6 +63,7 @@ class Result:
     reason: str
     probabilities: dict[str, float]
     top: list[tuple[str, str, float]] = field(default_factory=list)
+    scope: float | None = None
     disclaimer: str = DISCLAIMER
 
     def to_dict(self) -> dict:
@@ -58,6 +71,7 @@ class Result:
                 "decision": self.decision, "reason": self.reason,
                 "top": [{"code": c, "name": n, "probability": round(p, 6)} for c, n, p in self.top],
                 "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+                "scope": None if self.scope is None else round(self.scope, 6),
                 "disclaimer": self.disclaimer}
 
 
@@ -77,10 +91,15 @@ def decide(probs: dict[str, float], thresholds: dict) -> tuple[str, str]:
     return "monitor", "no malignant class reached its referral threshold"
 
 
-def make_result(probs: np.ndarray, labels: list[tuple[str, str]], thresholds: dict, top_k: int = 3) -> Result:
-    codes = [c for c, _ in labels]
-    as_dict = {c: float(p) for c, p in zip(codes, probs)}
+def make_result(pred: Prediction, labels: list[tuple[str, str]], thresholds: dict, top_k: int = 3,
+                gate: ScopeGate | None = None) -> Result:
+    """The answer for ``pred``: declined when ``gate`` finds the image out of scope, else the top
+    classes and the decision."""
+    probs = pred.probs
+    as_dict = {c: float(p) for (c, _), p in zip(labels, probs)}
+    if gate is not None and pred.scope is not None and not gate.admits(pred.scope):
+        return Result("", "", 0.0, OUT_OF_SCOPE, gate.reason(pred.scope), as_dict, [], pred.scope)
     order = np.argsort(-probs)[:max(1, top_k)]
     top = [(labels[i][0], labels[i][1], float(probs[i])) for i in order]
     decision, reason = decide(as_dict, thresholds)
-    return Result(top[0][0], top[0][1], top[0][2], decision, reason, as_dict, top)
+    return Result(top[0][0], top[0][1], top[0][2], decision, reason, as_dict, top, pred.scope)

@@ -23,7 +23,8 @@ from lesionlite.edge.camera.quality import Quality, assess
 from lesionlite.edge.camera.shots import ShotStore
 from lesionlite.edge.camera.sources import RETRIES, RETRY_DELAY, FrameSource, RawFrame, SourceError, read_retrying
 from lesionlite.edge.classifier import Classifier
-from lesionlite.edge.result import Result
+from lesionlite.edge.result import Prediction, Result
+from lesionlite.edge.scope import NOT_DERMOSCOPY, OUT_OF_SCOPE
 
 POLL_INTERVAL = 0.05
 """How long the main thread waits for a frame before polling the controls again."""
@@ -147,14 +148,20 @@ class Grabber:
 
 
 class Smoother:
-    """Exponential moving average of the class probabilities over recent frames."""
+    """Exponential moving average of the class probabilities, and of the in-scope score, over
+    recent frames."""
 
     def __init__(self, alpha: float = SMOOTHING):
         self.alpha = alpha
-        self.value: np.ndarray | None = None
+        self.value: Prediction | None = None
 
-    def update(self, probs: np.ndarray) -> None:
-        self.value = probs.copy() if self.value is None else self.value + self.alpha * (probs - self.value)
+    def update(self, pred: Prediction) -> None:
+        old = self.value
+        if old is None:
+            self.value = pred
+            return
+        scope = None if pred.scope is None or old.scope is None else old.scope + self.alpha * (pred.scope - old.scope)
+        self.value = Prediction(old.probs + self.alpha * (pred.probs - old.probs), scope)
 
     def reset(self) -> None:
         self.value = None
@@ -239,7 +246,7 @@ class LiveLoop:
         if frame.model_input is None:
             self.smoother.reset()
         else:
-            self.smoother.update(self.classifier.probabilities(frame.model_input))
+            self.smoother.update(self.classifier.predict(frame.model_input))
         self.fps.tick(time.monotonic())
 
     def _live(self) -> Result | None:
@@ -276,7 +283,9 @@ class LiveLoop:
             photo = None
             self.display.message(f"shot {stamp}: NOT saved ({exc})", error=True)
         self.shot = Shot(stamp, result, None, photo)
-        if photo is not None:
+        if photo is not None and result.decision == OUT_OF_SCOPE:
+            self.display.message(f"shot {photo.name}: {NOT_DERMOSCOPY} -> {result.decision}: {result.reason}")
+        elif photo is not None:
             self.display.message(f"shot {photo.name}: {result.name} ({result.label}) {result.confidence:.0%} "
                                  f"-> {result.decision}: {result.reason}")
 

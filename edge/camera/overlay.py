@@ -14,10 +14,12 @@ from PIL import Image, ImageDraw, ImageFont
 from lesionlite.edge.camera.quality import TIPS
 from lesionlite.edge.preprocess import frame_to_image
 from lesionlite.edge.result import Result
+from lesionlite.edge.scope import NOT_DERMOSCOPY, OUT_OF_SCOPE
 
 Colour = tuple[int, int, int]
 DECISION_COLOURS: dict[str, Colour] = {"refer": (220, 38, 38), "uncertain": (245, 158, 11),
-                                       "monitor": (22, 163, 74), "none": (140, 140, 140)}
+                                       "monitor": (22, 163, 74), "none": (140, 140, 140),
+                                       OUT_OF_SCOPE: (59, 130, 246)}
 WARNING = DECISION_COLOURS["uncertain"]
 WHITE = (255, 255, 255)
 BAND = (0, 0, 0, 165)
@@ -68,6 +70,10 @@ def panel(view: View) -> Panel:
     r = view.result
     if r is None:
         return Panel("point the camera at the lesion", WHITE, "", None, "", "", status, view.note)
+    if r.decision == OUT_OF_SCOPE:  # no label: the words say why, in the gate's own colour
+        what, why = NOT_DERMOSCOPY.split(" - ", 1)
+        return Panel(what, DECISION_COLOURS[OUT_OF_SCOPE], "OUT OF SCOPE", None,
+                     f"{why} (scope score {r.scope:.2f})", "", status, view.note)
     top = "   ".join(f"{code} {p:.0%}" for code, _, p in r.top)
     return Panel(f"{r.name} ({r.label})", DECISION_COLOURS.get(r.decision, DECISION_COLOURS["none"]),
                  r.decision.upper(), round(r.confidence, 2), r.reason, top, status, view.note)
@@ -129,7 +135,7 @@ def render(size: tuple[int, int], p: Panel) -> Image.Image:
     d.rectangle((0, 0, w, top_h), fill=BAND)
     status_w = d.textlength(p.status, font=small)
     d.text((w - pad - status_w, pad), p.status, font=small, fill=WHITE)
-    headline_colour = p.colour if p.chip == "RETAKE" else WHITE
+    headline_colour = p.colour if p.chip in ("RETAKE", "OUT OF SCOPE") else WHITE
     d.text((pad, pad), _fit(d, p.headline, big, w - 3 * pad - status_w), font=big, fill=headline_colour)
     x, y = pad, pad + line[big] + pad
     if p.chip:

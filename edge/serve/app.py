@@ -25,6 +25,7 @@ from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.io import atomic_write_bytes, atomic_write_text
 from lesionlite.edge.labels import DISCLAIMER
 from lesionlite.edge.preprocess import ImageError, load_image
+from lesionlite.edge.scope import OUT_OF_SCOPE
 from lesionlite.edge.serve.live import LiveView
 
 FIELD = "image"
@@ -38,6 +39,8 @@ DECISION_TEXT = {
     "uncertain": "The model is not confident. Retake the photo or have the lesion checked.",
     "monitor": "Watch it for changes, and see a doctor if it changes or worries you.",
     "none": "This model carries no decision thresholds.",
+    OUT_OF_SCOPE: "This model reads dermatoscope images only, so it gives no answer for this photo. "
+                  "Take the photo through a dermatoscope (or a phone dermoscopy attachment) pressed on the lesion.",
 }
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
