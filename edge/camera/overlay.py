@@ -28,7 +28,8 @@ HINT = "space: shoot   q: quit"
 MIN_HEIGHT = 480
 """Smaller frames are upscaled to this height before annotating so the text stays legible."""
 TEXT_FRACTION = 16 / 480
-"""Body text height as a fraction of the frame height (16 px at 480p, 36 px at 1080p)."""
+"""Body text height as a fraction of the frame height (16 px at 480p, 36 px at 1080p); a portrait frame
+counts as the 4:3 landscape frame of its width, so the words fit across it."""
 FONT_FILES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf")
 
 
@@ -115,6 +116,20 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, f: ImageFont.ImageFont, width: fl
     return text + "..."
 
 
+def _wrap(draw: ImageDraw.ImageDraw, text: str, f: ImageFont.ImageFont, width: float, max_lines: int = 2) -> list[str]:
+    """``text`` broken at spaces into at most ``max_lines`` lines of ``width`` pixels: on a narrow
+    (portrait) frame the words wrap before any is cut; only what still does not fit ends in "..."."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=f) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines - 1] + [" ".join(lines[max_lines - 1:])]
+    return [_fit(draw, line, f, width) for line in lines] or [""]
+
+
 def _ink(colour: Colour) -> Colour:
     """Black or white text, whichever reads better on ``colour``."""
     return (0, 0, 0) if sum(c * w for c, w in zip(colour, (0.299, 0.587, 0.114))) > 150 else WHITE
@@ -124,20 +139,23 @@ def _ink(colour: Colour) -> Colour:
 def render(size: tuple[int, int], p: Panel) -> Image.Image:
     """A transparent RGBA image of ``size`` (W, H) with the panel drawn in a top and a bottom band."""
     w, h = size
-    u = max(10, round(h * TEXT_FRACTION))
+    u = max(10, round(min(h, w * 3 / 4) * TEXT_FRACTION))  # a portrait frame: sized as if 4:3 landscape
     pad = max(3, u // 2)
     big, body, small, bold = font(round(u * 1.3), True), font(u), font(round(u * 0.85)), font(round(u * 0.85), True)
     line = {f: f.getbbox("Ag")[3] + 2 for f in (big, body, small, bold)}
     im = Image.new("RGBA", size, (0, 0, 0, 0))
     d = ImageDraw.Draw(im)
 
-    top_h = pad + line[big] + pad + line[body] + pad // 2 + line[small] + pad
-    d.rectangle((0, 0, w, top_h), fill=BAND)
     status_w = d.textlength(p.status, font=small)
-    d.text((w - pad - status_w, pad), p.status, font=small, fill=WHITE)
+    headline = _wrap(d, p.headline, big, w - 3 * pad - status_w)
+    detail = _wrap(d, p.detail, small, w - 2 * pad)
+    top_h = pad + len(headline) * line[big] + pad + line[body] + pad // 2 + len(detail) * line[small] + pad
+    d.rectangle((0, 0, w, top_h), fill=BAND)
+    d.text((w - pad - status_w, pad), _fit(d, p.status, small, status_w), font=small, fill=WHITE)
     headline_colour = p.colour if p.chip in ("RETAKE", "OUT OF SCOPE") else WHITE
-    d.text((pad, pad), _fit(d, p.headline, big, w - 3 * pad - status_w), font=big, fill=headline_colour)
-    x, y = pad, pad + line[big] + pad
+    for i, text in enumerate(headline):
+        d.text((pad, pad + i * line[big]), text, font=big, fill=headline_colour)
+    x, y = pad, pad + len(headline) * line[big] + pad
     if p.chip:
         chip_w = d.textlength(p.chip, font=body) + pad
         d.rounded_rectangle((x, y, x + chip_w, y + line[body]), radius=pad // 2, fill=p.colour)
@@ -149,17 +167,21 @@ def render(size: tuple[int, int], p: Panel) -> Image.Image:
         d.rectangle((x, y + 2, x + bar_w * p.confidence, y + line[body] - 2), fill=p.colour)
         d.text((x + bar_w + pad, y), f"{p.confidence:.0%}", font=body, fill=WHITE)
     y += line[body] + pad // 2
-    d.text((pad, y), _fit(d, p.detail, small, w - 2 * pad), font=small, fill=WHITE)
+    for text in detail:
+        d.text((pad, y), text, font=small, fill=WHITE)
+        y += line[small]
 
-    rows = [(text, f) for text, f in ((p.top, body), (p.note, small), (SHORT_DISCLAIMER, bold)) if text]
+    hint_w = d.textlength(HINT, font=small)
+    beside = d.textlength(SHORT_DISCLAIMER, font=bold) + hint_w + 3 * pad <= w  # else the hint gets its own line
+    rows = [(text, f) for text, f in ((p.top, body), (p.note, small), ("" if beside else HINT, small),
+                                      (SHORT_DISCLAIMER, bold)) if text]
     bottom = h - pad - sum(line[f] + pad // 2 for _, f in rows)
     d.rectangle((0, bottom - pad, w, h), fill=BAND)
-    hint_w = d.textlength(HINT, font=small)
     y = bottom
     for text, f in rows:
-        room = w - 2 * pad - (hint_w + pad if f is bold else 0)
+        room = w - 2 * pad - (hint_w + pad if f is bold and beside else 0)
         d.text((pad, y), _fit(d, text, f, room), font=f, fill=WHITE)
-        if f is bold:
+        if f is bold and beside:
             d.text((w - pad - hint_w, y), HINT, font=small, fill=WHITE)
         y += line[f] + pad // 2
 
