@@ -9,6 +9,8 @@ import os
 import sys
 from typing import Callable
 
+SKLEARN_HINT = ("this command needs scikit-learn: pip install 'lesionlite[train]' "
+                "(or: pip install -e '.[train]' in a checkout)")
 TF_HINT = ("this command needs TensorFlow: pip install 'lesionlite[train]' "
            "(or: pip install -e '.[train]' in a checkout)")
 
@@ -50,6 +52,7 @@ def _model_options() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     from lesionlite.convert import cli as convert_cli
+    from lesionlite.convert import scope as scope_cli
     from lesionlite.edge import __version__, batch, bench, evaluate
     from lesionlite.edge.camera import cli as camera_cli
     from lesionlite.edge.labels import DISCLAIMER
@@ -84,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="convert a training run to a verified TFLite bundle (needs TensorFlow)")
     convert_cli.add_arguments(p)
     p.set_defaults(handler=_handler("lesionlite.convert.cli", "tensorflow", TF_HINT))
+
+    p = sub.add_parser("scope", help="fit a bundle's scope gate: decline images that are not dermoscopy "
+                       "(needs scikit-learn)", description="fit a bundle's scope gate and print its held-out figures")
+    scope_cli.add_arguments(p)
+    p.set_defaults(handler=_handler("lesionlite.convert.scope", "sklearn", SKLEARN_HINT))
 
     p = sub.add_parser("weights", help="prepare backbone weights files")
     wsub = p.add_subparsers(dest="weights_command", required=True, metavar="ACTION")

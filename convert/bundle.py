@@ -88,7 +88,7 @@ BUNDLE_FILES = frozenset({MODEL_FILE, METADATA_FILE, LABELS_FILE, SPLIT_FILE, "M
 """What :func:`_write_bundle` writes: a folder holding anything else is not a bundle to replace."""
 
 
-def _check_out(out: Path) -> None:
+def check_out(out: Path) -> None:
     """Refuse, before any work, an ``--out`` under a file, or that is a file or a folder holding
     anything but a lesionlite bundle (a bundle is replaced whole)."""
     above = next(p for p in out.parents if p.exists())
@@ -132,7 +132,7 @@ def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str |
     """Convert, verify and write the bundle; raises :class:`ConversionRefused` if not faithful.
     ``command`` (the convert command line) goes into the bundle's README after the run's own."""
     out = Path(os.path.abspath(out))  # "." has no name to swap a bundle in under
-    _check_out(out)
+    check_out(out)
     run = Run.finished(run_dir)
     model = run.load_model()
     if run.interrupted_after is not None:
@@ -210,16 +210,22 @@ def _write_bundle(out: Path, run: Run, meta: dict, model_bytes: bytes, commands:
         (stage / "README.md").write_text("# How this bundle was made\n\n```sh\n" + "\n".join(commands) + "\n```\n")
         shutil.copyfile(run.split_file, stage / SPLIT_FILE)
         _write_plots(stage, meta, *test)
-        stage.chmod(0o755)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            stage.rename(out)
-            shutil.rmtree(old)
-        else:
-            stage.rename(out)
+        replace_folder(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+def replace_folder(stage: Path, out: Path) -> None:
+    """Swap the finished folder ``stage`` in as ``out`` (a sibling), replacing any old ``out``
+    whole: a reader sees the old bundle or the new one, never a mix."""
+    stage.chmod(0o755)
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        stage.rename(out)
+        shutil.rmtree(old)
+    else:
+        stage.rename(out)
 

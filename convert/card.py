@@ -18,6 +18,30 @@ def _f(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def scope_section(meta: dict) -> str:
+    """The card's account of the scope gate: what it is, its threshold, what it was fitted on and
+    its held-out figures (or that the bundle has none)."""
+    scope = meta.get("scope")
+    if not scope:
+        return ("## Scope gate\nNone: this bundle gives one of its classes to any image, dermoscopic or not "
+                "(add one with `lesionlite scope`).\n")
+    from lesionlite.edge.metrics import share
+
+    fitted = ", ".join(f"{k} {v}" for k, v in scope["fitted_on"].items())
+    rows = "\n".join(f"| {r['source']} | {'dermoscopy' if r['dermoscopy'] else 'not dermoscopy'} | "
+                     f"{share(r['declined'], r['n'])} |" for r in scope["held_out"])
+    return f"""## Scope gate
+Before the 7-class answer each image gets an in-scope score: {scope['method']}
+({len(scope['weights'])} features, C = {scope['regularization_C']}). Below {scope['threshold']:.3f}
+({scope['threshold_rule']}) the answer is `out-of-scope`: no label, the reason in words.
+Fitted on (images per set, held-out groups excluded): {fitted}.
+
+| held-out images | kind | declined as out-of-scope |
+|---|---|---|
+{rows}
+"""
+
+
 def model_card(meta: dict) -> str:
     m = meta["metrics"]
     tr = meta["training"]
@@ -40,6 +64,8 @@ def model_card(meta: dict) -> str:
             if "val" in trained_on(meta) else "")
     stopped = (f"\n**Training was stopped by hand after {tr['interrupted_after_epochs']} epochs**, before its "
                "schedule ended; the best checkpoint so far is this model." if "interrupted_after_epochs" in tr else "")
+    gate_note = ("the scope gate declines most of them (figures above), not all: look at what was photographed."
+                 if meta.get("scope") else "the model\n  still outputs one of its 7 classes; check the image.")
     return f"""# Model card: {meta['name']}
 
 **{DISCLAIMER}** This model is a decision aid for trained users (clinicians, dermoscopy-trained
@@ -76,9 +102,9 @@ Conversion check (validation + test, through the edge runtime{seen}): top-1 agre
 {v['agreement']:.2%}, balanced accuracy change {-v['balanced_accuracy_loss'] * 100:+.2f} points, max probability
 difference {v['max_probability_difference']:.3f}, top-1 ties {v['top1_ties']:.2%}.
 
+{scope_section(meta)}
 ## Known failure modes
-- Non-dermoscopic photos (phone snapshots without a dermatoscope), or non-skin images: the model
-  still outputs one of its 7 classes; check the `uncertain` decision and the image quality.
+- Non-dermoscopic photos (phone snapshots without a dermatoscope), or non-skin images: {gate_note}
 - Other skin types than those in HAM10000, and body sites it saw rarely (nails, mucosa, palms).
 - Classes it does not know (e.g. squamous cell carcinoma other than akiec, Merkel cell carcinoma,
   lentigo maligna variants): they are forced into the nearest known class.

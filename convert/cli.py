@@ -18,6 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-ba-loss", type=float, default=0.015,
                    help="refuse if balanced accuracy drops more than this (default 0.015 = 1.5 points)")
     p.add_argument("--representative", type=int, default=300, help="images for int8 calibration")
+    g = p.add_argument_group("scope gate (see lesionlite scope --help); without --negatives the bundle has none")
+    g.add_argument("--negatives", metavar="DIR", help="images that are not dermoscopy, to fit the scope gate on")
+    g.add_argument("--dermoscopy", action="append", default=[], metavar="DIR",
+                   help="more dermoscopy without lesion ids for the gate, e.g. ISIC archive images (repeatable)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -30,6 +34,17 @@ def main(args: argparse.Namespace) -> int:
                            command="lesionlite " + shlex.join(sys.argv[1:]))
     except (ConversionRefused, DataError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
+    if args.negatives:
+        from lesionlite.convert.scope import add_gate
+
+        try:
+            print(add_gate(args.out, [args.data or meta["training"]["data"]], meta["training"].get("metadata"),
+                           args.dermoscopy, args.negatives))
+        except (DataError, ValueError) as exc:
+            raise SystemExit(f"error: {args.out} was written without a scope gate: {exc}") from None
+    else:
+        print(f"warning: no --negatives: {args.out} has no scope gate and will label any image, dermoscopic "
+              "or not (add one later with lesionlite scope)", file=sys.stderr)
     v, t = meta["metrics"]["verification"], meta["metrics"]["test"]["tflite"]
     print(f"wrote {args.out}: {meta['size_bytes'] / 1e6:.2f} MB {meta['quantization']} "
           f"({meta['output']['dtype']} logits out); agreement with Keras {v['agreement']:.2%}, "

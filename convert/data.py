@@ -123,6 +123,17 @@ def index_dataset(data_dir: str | Path, metadata: str | Path | None = None) -> D
 
 def read_split(path: Path) -> dict[str, str]:
     """``image_id -> split`` from a split file; refuses one where a lesion crosses splits."""
+    return {row["image_id"]: row["split"] for row in _split_rows(path)}
+
+
+def lesion_splits(path: Path) -> dict[str, str]:
+    """``lesion_id -> split`` from a split file: where every image of a lesion belongs, including
+    images the file does not name (the other views of its lesions in the full download)."""
+    return {row["lesion_id"]: row["split"] for row in _split_rows(path)}
+
+
+def _split_rows(path: Path) -> list[dict[str, str]]:
+    """A split file's rows, refused if a lesion crosses splits."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.DictReader(fh))
@@ -137,7 +148,7 @@ def read_split(path: Path) -> dict[str, str]:
         seen = lesion_split.setdefault(row["lesion_id"], row["split"])
         if seen != row["split"]:
             raise DataError(f"{path}: lesion {row['lesion_id']} is in both {seen} and {row['split']}")
-    return {row["image_id"]: row["split"] for row in rows}
+    return rows
 
 
 def apply_split(records: list[Record], assignment: dict[str, str]) -> dict[str, list[Record]]:

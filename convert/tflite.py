@@ -51,3 +51,33 @@ def convert(model, quantize: str, representative: np.ndarray | None = None,
     elif quantize != "float32":
         raise ValueError(f"unknown quantization {quantize!r}; choose from {QUANTIZATIONS}")
     return converter.convert()
+
+
+FEATURES_OUTPUT = "features"
+"""The signature name of the second output that :func:`expose_features` adds."""
+
+
+def expose_features(model_bytes: bytes) -> bytes:
+    """``model_bytes`` with the input of its final fully connected layer (the pooled features) as a
+    second output, which the scope gate reads; the logits output stays first and unchanged. A model
+    that already has it is returned as it is."""
+    from lesionlite.edge.embedded import schema_module, pack, unpack
+
+    schema = schema_module()
+    model = unpack(model_bytes)
+    graph = model.subgraphs[0]
+    if len(graph.outputs) > 1:
+        return model_bytes
+    head = next((op for op in graph.operators if graph.outputs[0] in op.outputs), None)
+    code = model.operatorCodes[head.opcodeIndex] if head is not None else None
+    if code is None or max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.FULLY_CONNECTED:
+        raise ValueError("the model's output is not made by a fully connected layer: no pooled features to expose")
+    features = int(head.inputs[0])
+    if len(graph.tensors[features].shape) != 2:
+        raise ValueError(f"the final layer's input has shape {list(graph.tensors[features].shape)}, not [1, N]")
+    graph.outputs = list(graph.outputs) + [features]
+    for signature in model.signatureDefs or []:
+        entry = schema.TensorMapT()
+        entry.name, entry.tensorIndex = FEATURES_OUTPUT, features
+        signature.outputs = list(signature.outputs) + [entry]
+    return pack(model, len(model_bytes) + 1024)

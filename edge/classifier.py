@@ -28,11 +28,14 @@ class Classifier:
         self.input_detail = self.interpreter.get_input_details()[0]
         outputs = self.interpreter.get_output_details()
         self.output_detail = outputs[0]
-        self.features_detail = outputs[1] if self.bundle.scope is not None and len(outputs) > 1 else None
+        self.features_detail = outputs[1] if len(outputs) > 1 else None  # the pooled features, if exposed
         check_interpreter(self.bundle, self.input_detail, self.output_detail, self.features_detail)
         self.spec = self.bundle.input
-        self._features_spec = None if self.features_detail is None else OutputSpec(
-            "features", self.features_detail["dtype"].__name__, *map(float, self.features_detail["quantization"]))
+        self._features_spec = None
+        if self.features_detail is not None:
+            scale, zero_point = self.features_detail["quantization"]
+            self._features_spec = OutputSpec("features", self.features_detail["dtype"].__name__, float(scale),
+                                             int(zero_point))
         self._lock = threading.Lock()
 
     def preprocess(self, source: Source, color_order: str = "RGB") -> np.ndarray:
@@ -45,7 +48,7 @@ class Classifier:
         return self._run(rgb)[0]
 
     def _run(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """The raw logits row and the dequantized features (None without a scope gate)."""
+        """The raw logits row and the dequantized features (None for a model without them)."""
         x = to_input(rgb, self.spec)[None]
         with self._lock:
             self.interpreter.set_tensor(self.input_detail["index"], x)
@@ -55,6 +58,13 @@ class Classifier:
                 return raw, None
             features = self.interpreter.get_tensor(self.features_detail["index"])[0]
             return raw, dequantize(features, self._features_spec)
+
+    def features(self, rgb: np.ndarray) -> np.ndarray:
+        """The dequantized pooled features of one preprocessed image (what a scope gate reads)."""
+        features = self._run(rgb)[1]
+        if features is None:
+            raise ValueError(f"{self.bundle.model_path.name} has no features output (see lesionlite scope)")
+        return features
 
     def predict(self, rgb: np.ndarray, tta: bool = False) -> Prediction:
         """Calibrated class probabilities and the in-scope score; ``tta`` averages both over

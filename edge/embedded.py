@@ -8,7 +8,7 @@ from pathlib import Path
 KEY = "lesionlite"
 
 
-def _schema():
+def schema_module():
     try:
         from ai_edge_litert import schema_py_generated
     except ImportError:
@@ -18,13 +18,13 @@ def _schema():
 
 def can_read() -> bool:
     """Whether this install can read embedded metadata (tflite-runtime and TensorFlow alone cannot)."""
-    return _schema() is not None
+    return schema_module() is not None
 
 
 def read_embedded(model_path: str | Path) -> dict | None:
     """The lesionlite metadata stored in the model file, or None (none stored, not a JSON object, or
     no reader)."""
-    schema = _schema()
+    schema = schema_module()
     if schema is None:
         return None
     data = Path(model_path).read_bytes()
@@ -41,15 +41,29 @@ def read_embedded(model_path: str | Path) -> dict | None:
     return None
 
 
+def unpack(model_bytes: bytes):
+    """The model as an editable object tree (the schema's ``ModelT``)."""
+    schema = schema_module()
+    if schema is None:
+        raise RuntimeError("editing a .tflite needs ai-edge-litert (pip install ai-edge-litert)")
+    return schema.ModelT.InitFromPackedBuf(model_bytes, 0)
+
+
+def pack(model, size_hint: int = 1 << 20) -> bytes:
+    """A ``ModelT`` back to ``.tflite`` bytes."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(size_hint)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def embed(model_bytes: bytes, metadata: dict) -> bytes:
     """``model_bytes`` with ``metadata`` (JSON) stored under the ``lesionlite`` metadata key."""
-    import flatbuffers
     import numpy as np
 
-    schema = _schema()
-    if schema is None:
-        raise RuntimeError("embedding metadata needs ai-edge-litert (pip install ai-edge-litert)")
-    model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
+    schema = schema_module()
+    model = unpack(model_bytes)
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode("utf-8"), np.uint8)
     model.buffers.append(buffer)
@@ -57,6 +71,4 @@ def embed(model_bytes: bytes, metadata: dict) -> bytes:
     entry.name = KEY
     entry.buffer = len(model.buffers) - 1
     model.metadata = [m for m in (model.metadata or []) if m.name not in (KEY, KEY.encode())] + [entry]
-    builder = flatbuffers.Builder(len(model_bytes) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return pack(model, len(model_bytes) + 1024)

@@ -88,7 +88,8 @@ def test_model_and_health(client, clf: Classifier) -> None:
 def test_page_form_and_result(client, clf: Classifier) -> None:
     page = client.get("/").get_data(as_text=True)
     assert 'enctype="multipart/form-data"' in page and 'action="/classify"' in page
-    assert 'accept="image/*" capture="environment"' in page
+    assert 'accept="image/*"' in page and 'capture=' not in page  # a dermatoscope photo, not the bare camera
+    assert 'through a dermatoscope' in page
     assert DISCLAIMER in page and clf.bundle.name in page and clf.bundle.sha256[:12] in page
     r = post(client, SAMPLE.read_bytes(), path="/classify")
     assert r.status_code == 200

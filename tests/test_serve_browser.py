@@ -128,3 +128,29 @@ def test_non_image_shows_the_reason(server_url: str, tmp_path: Path) -> None:
         assert driver.find_element(By.ID, "disclaimer").text == DISCLAIMER
     finally:
         driver.quit()
+
+
+def test_a_photo_that_is_not_dermoscopy_is_declined_in_words(server_url: str, tmp_path: Path) -> None:
+    """The parrot gets no label and no red "Refer": the page says what the model reads, in the gate's
+    own colour, and asks for a dermatoscope photo without opening the bare phone camera."""
+    driver = chromium(tmp_path / "profile")
+    try:
+        driver.get(server_url)
+        field = driver.find_element(By.ID, "image")
+        assert field.get_attribute("capture") is None
+        assert "dermatoscope" in driver.find_element(By.CSS_SELECTOR, "label[for=image]").text
+        field.send_keys(str(ROOT / "samples/non-lesion/parrot.jpg"))
+        decision = WebDriverWait(driver, 60).until(ec.presence_of_element_located((By.ID, "decision")))
+        assert decision.text == "Not a dermoscopic image"
+        banner = decision.find_element(By.XPATH, "..")
+        assert banner.value_of_css_property("background-color") == "rgba(29, 78, 216, 1)"
+        assert "dermatoscope images only" in banner.text
+        assert driver.find_element(By.ID, "reason").text.startswith("not a dermoscopic image of a skin lesion")
+        assert not driver.find_elements(By.CSS_SELECTOR, "#top")
+        assert driver.find_element(By.ID, "disclaimer").text == DISCLAIMER
+        shot = tmp_path / "out-of-scope.png"
+        assert driver.save_screenshot(str(shot))
+        if os.environ.get("LESIONLITE_SCREENSHOT_DIR"):
+            shutil.copy(shot, os.environ["LESIONLITE_SCREENSHOT_DIR"])
+    finally:
+        driver.quit()
