@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -84,8 +85,19 @@ class Classifier:
         return make_result(pred, self.bundle.labels, self.bundle.thresholds, top_k, self.bundle.scope)
 
     def classify(self, source: Source, color_order: str = "RGB", top_k: int = 3, tta: bool = False) -> Result:
-        """Decode/preprocess ``source`` and classify it."""
+        """Classify one image: a path, bytes, a file object, a Pillow image or an ``(H, W, 3)`` uint8
+        array (``color_order`` says whether its channels are RGB or BGR). Raises
+        :class:`~lesionlite.edge.preprocess.ImageError` for what cannot be read as an image."""
         return self.result(self.predict(self.preprocess(source, color_order), tta), top_k)
+
+    def classify_many(self, paths: Iterable[str | Path], workers: int = 2, top_k: int = 3,
+                      tta: bool = False) -> Iterator[tuple[str, Result | None, str]]:
+        """Classify files in order, decoding ahead on ``workers`` threads: ``(path, result, "")`` for
+        each, or ``(path, None, reason)`` for one that cannot be read; the others go on."""
+        from lesionlite.edge.batch import classify_paths
+
+        for row in classify_paths(self, [str(p) for p in paths], workers, tta):
+            yield row.path, None if row.error else self.result(row.prediction, top_k), row.error
 
 
 def tta_views(rgb: np.ndarray) -> list[np.ndarray]:
