@@ -6,6 +6,7 @@ The repository root is this package: ``lesionlite.edge`` (the device runtime: nu
 """
 from lesionlite.edge import __version__
 from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.errors import LesionliteError
 from lesionlite.edge.result import Result
 
-__all__ = ["Classifier", "Result", "__version__"]
+__all__ = ["Classifier", "LesionliteError", "Result", "__version__"]

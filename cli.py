@@ -105,9 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lesionlite.edge.bundle import BundleError
-    from lesionlite.edge.preprocess import ImageError
-    from lesionlite.edge.runtime import RuntimeUnavailable
+    from lesionlite.edge.errors import LesionliteError
 
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
@@ -118,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         owner.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.handler(args) or 0)
-    except (BundleError, RuntimeUnavailable, ImageError) as exc:
+    except LesionliteError as exc:  # every refusal, from any layer
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do

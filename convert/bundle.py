@@ -22,6 +22,7 @@ from lesionlite.edge.bundle import (LABELS_FILE, METADATA_FILE, MODEL_FILE, READ
                                     from_metadata, sha256_file)
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.embedded import embed
+from lesionlite.edge.errors import LesionliteError
 from lesionlite.edge.labels import CLASS_NAMES
 from lesionlite.edge.metrics import evaluate, softmax
 
@@ -29,7 +30,7 @@ KEY_METRICS = ("n", "accuracy", "balanced_accuracy", "balanced_accuracy_ci95", "
                "mel_sensitivity_at_80_specificity", "mel_sensitivity_at_90_specificity")
 
 
-class ConversionRefused(RuntimeError):
+class ConversionRefused(LesionliteError, RuntimeError):
     """The converted model is not faithful enough to ship."""
 
 

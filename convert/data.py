@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from lesionlite.edge.errors import LesionliteError
 from lesionlite.edge.files import images_by_stem
 from lesionlite.edge.labels import CLASSES
 from lesionlite.edge.preprocess import ImageError, pixels
@@ -18,7 +19,7 @@ REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
 SPLITS = ("train", "val", "test")
 
 
-class DataError(ValueError):
+class DataError(LesionliteError, ValueError):
     """The data folder or metadata cannot be used."""
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from lesionlite.edge.args import output_path, positive
 from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.errors import LesionliteError
 from lesionlite.edge.files import find_images
 from lesionlite.edge.preprocess import ImageError
 from lesionlite.edge.result import Prediction
@@ -64,7 +65,7 @@ def classify_paths(clf: Classifier, paths: list[str], workers: int = 2, tta: boo
                 yield Row(path, error=f"cannot read: {exc.strerror or exc}")
 
 
-class ResumeError(ValueError):
+class ResumeError(LesionliteError, ValueError):
     """The output cannot be continued (not this command's output) or would lose an interrupted run's rows."""
 
 

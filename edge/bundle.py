@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lesionlite.edge.embedded import can_read, read_embedded
+from lesionlite.edge.errors import LesionliteError
 from lesionlite.edge.labels import CLASS_NAMES, MALIGNANT, read_labels_file
 from lesionlite.edge.preprocess import COLOR_CONSTANCY, CROPS, InputSpec
 from lesionlite.edge.scope import ScopeGate
@@ -36,7 +37,7 @@ embedded in the checksummed model on these, or the bundle is refused."""
 DTYPES = ("uint8", "int8", "float32")
 
 
-class BundleError(ValueError):
+class BundleError(LesionliteError, ValueError):
     """A bundle that must not be used; the message is the one-line reason."""
 
 

@@ -15,13 +15,14 @@ from lesionlite.edge.batch import classify_paths
 from lesionlite.edge.bundle import SPLIT_FILE, Bundle, sha256_file, trained_on
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.degrade import DEGRADATIONS, DEGRADE_HELP, Alteration, relight
+from lesionlite.edge.errors import LesionliteError
 from lesionlite.edge.files import images_by_stem
 from lesionlite.edge.io import atomic_write_text
 from lesionlite.edge.labels import DISCLAIMER
 from lesionlite.edge.metrics import evaluate, format_table, interval_note, share, wilson
 
 
-class LabelsError(ValueError):
+class LabelsError(LesionliteError, ValueError):
     """The labels file cannot be used."""
 
 

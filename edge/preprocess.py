@@ -17,6 +17,8 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps
 
+from lesionlite.edge.errors import LesionliteError
+
 MAX_PIXELS = 50_000_000
 """Images with more pixels than this are refused before decoding (decompression bombs)."""
 MIN_SIDE = 32
@@ -36,7 +38,7 @@ warnings.filterwarnings("ignore", category=UserWarning, module="PIL.TiffImagePlu
 Source = Union[str, Path, bytes, BinaryIO, Image.Image, np.ndarray]
 
 
-class ImageError(ValueError):
+class ImageError(LesionliteError, ValueError):
     """An input that cannot be turned into a model input (corrupt, empty, too large, ...)."""
 
 

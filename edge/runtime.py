@@ -8,6 +8,8 @@ import sys
 import tempfile
 from typing import Any, Iterator
 
+from lesionlite.edge.errors import LesionliteError
+
 RUNTIMES: dict[str, tuple[str, str]] = {
     # name: (module holding Interpreter, pip package)
     "ai-edge-litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
@@ -16,7 +18,7 @@ RUNTIMES: dict[str, tuple[str, str]] = {
 }
 
 
-class RuntimeUnavailable(RuntimeError):
+class RuntimeUnavailable(LesionliteError, RuntimeError):
     """No usable interpreter (or not the one asked for)."""
 
 

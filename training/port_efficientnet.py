@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from lesionlite.edge.errors import LesionliteError
 from lesionlite.edge.metrics import softmax
 from lesionlite.training import efficientnet_lite as effl
 from lesionlite.training.cli import DEFAULT_IMAGE, add_port_arguments
@@ -32,7 +33,7 @@ PROBE_SIZES = (96, 131, 224)  # random inputs: smallest size, an odd size (asymm
 MAX_RELATIVE_DIFF = 1e-3  # max |keras - torch| logit / max |logit|
 
 
-class PortUnavailable(RuntimeError):
+class PortUnavailable(LesionliteError, RuntimeError):
     """torch or the weights package is not installed."""
 
 

@@ -12,12 +12,14 @@ import time
 import tty
 from typing import Any, Protocol, TextIO
 
+from lesionlite.edge.errors import LesionliteError
+
 SHOOT, QUIT = "shoot", "quit"
 ESCAPE_SEQUENCE = re.compile(r"\x1b(\[[0-9;]*[A-Za-z~]|O.)")
 """Arrow and function keys: ignored, so only a lone Esc quits."""
 
 
-class ControlError(RuntimeError):
+class ControlError(LesionliteError, RuntimeError):
     """An input the user asked for cannot be used (e.g. the GPIO button)."""
 
 

@@ -17,6 +17,7 @@ from lesionlite.edge.camera.controls import QUIT, key_action
 from lesionlite.edge.camera.overlay import View, annotate, overlay_rgba, panel, status_line
 from lesionlite.edge.camera.shots import jpeg_bytes
 from lesionlite.edge.camera.sources import FrameSource
+from lesionlite.edge.errors import LesionliteError
 from lesionlite.edge.io import atomic_write_bytes
 
 DISPLAYS = ("auto", "overlay", "window", "headless")
@@ -31,7 +32,7 @@ KEEP_FRAMES = 500
 ViewFn = Callable[[], View]
 
 
-class DisplayError(RuntimeError):
+class DisplayError(LesionliteError, RuntimeError):
     """The requested display cannot be used; the message is one line."""
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from lesionlite.edge.errors import LesionliteError
 from lesionlite.edge.files import find_images
 from lesionlite.edge.preprocess import IMAGE_SUFFIXES, ImageError, load_image
 
@@ -27,7 +28,7 @@ PICAMERA2_HINT = ("sudo apt install python3-picamera2 and create the venv with "
                   "--system-site-packages (and numpy<2 on Bookworm)")
 
 
-class SourceError(RuntimeError):
+class SourceError(LesionliteError, RuntimeError):
     """The source cannot deliver frames; the message is one line for the user."""
 
 
