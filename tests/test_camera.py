@@ -440,3 +440,16 @@ def test_errors_are_one_line_messages(argv: list[str], message: str, tmp_path: P
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert len([line for line in err.splitlines() if line.startswith("error: ")]) == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--fps", "0"], "argument --fps: must be positive, got 0"),
+    (["--fps", "nan"], "argument --fps: must be positive, got nan"),
+    (["--auto-shoot", "-1"], "argument --auto-shoot: must be positive, got -1"),
+    (["--frame-every", "-1"], "argument --frame-every: must be non-negative, got -1"),
+])
+def test_out_of_range_numbers_are_refused_where_they_are_parsed(argv: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:  # before any camera, model or folder is touched
+        run_main(["--source", "replay:/no/such/folder", "--model", "/no/such/bundle", *argv])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == f"lesionlite camera: error: {message} (see lesionlite camera --help)\n"

@@ -221,7 +221,7 @@ def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[Run
 
     best_path = out / MODEL
     held_out = (None, None) if cfg.refit else (x_va, y_va)
-    callbacks = [BestBalancedAccuracy(*held_out, best_path),
+    callbacks = [BestBalancedAccuracy(*held_out, best_path),  # the phases append to one history (--out is new)
                  keras.callbacks.CSVLogger(str(out / "history.csv"), append=True)]
     if not cfg.refit:
         callbacks.append(keras.callbacks.EarlyStopping("val_balanced_accuracy", mode="max",
@@ -231,7 +231,6 @@ def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[Run
     if built.backbone is not None:
         phases.append(("fine-tune", cfg.fine_tune_epochs, cfg.fine_tune_lr, cfg.fine_tune_fraction))
     phases.append(("quantization-aware", cfg.qat_epochs, cfg.qat_lr, 1.0))
-    (out / "history.csv").unlink(missing_ok=True)
     epoch = 0
     try:
         for name, epochs, lr, fraction in phases:
