@@ -21,6 +21,7 @@ def _f(v) -> str:
 def model_card(meta: dict) -> str:
     m = meta["metrics"]
     tr = meta["training"]
+    codes = [label["code"] for label in meta["labels"]]
     thr = meta["thresholds"]
     rows = []
     keras_name = "Keras float32" + (" (quantization-aware, int8-grid kernels)" if tr.get("qat_epochs") else "")
@@ -50,14 +51,14 @@ to rule out skin cancer.
 - Architecture: {tr['arch']} (input {meta['input']['height']}x{meta['input']['width']} RGB, crop
   `{meta['input']['crop']}`, colour constancy `{meta['input']['color_constancy']}`), converted to TFLite `{meta['quantization']}`: {meta['size_bytes'] / 1e6:.2f} MB,
   sha256 `{meta['sha256']}`.
-- Output: 7 logits; the edge applies softmax with the calibration temperature
+- Output: {len(codes)} logits; the edge applies softmax with the calibration temperature
   T = {meta['calibration']['temperature']:.3f} (fitted on {on_val}).
 - Decisions: `refer` when a malignant class reaches its threshold ({refer}; set on
   validation for {thr['refer_sensitivity_on_val']:.0%} sensitivity per class{rule}), `uncertain` when the top
   probability is below {thr['confidence_floor']:.2f}, else `monitor`. It never says "benign".
 
 ## Data
-HAM10000 dermoscopic images (7 classes: akiec, bcc, bkl, df, mel, nv, vasc), {sum(tr['counts'].values())}
+HAM10000 dermoscopic images ({len(codes)} classes: {', '.join(codes)}), {sum(tr['counts'].values())}
 images from the folder `{Path(tr['data']).name}`. Split grouped by `lesion_id` (no lesion in two splits), stratified by diagnosis,
 seed {tr['seed']}: {tr['counts']}, trained on {' + '.join(trained_on(meta))}; split file sha256 `{tr['split_sha256']}` (`split.csv` here).{stopped}
 The population is mostly fair-skinned (Austria, Australia); dx labels are histopathology for most
@@ -78,7 +79,7 @@ difference {v['max_probability_difference']:.3f}, top-1 ties {v['top1_ties']:.2%
 
 ## Known failure modes
 - Non-dermoscopic photos (phone snapshots without a dermatoscope), or non-skin images: the model
-  still outputs one of its 7 classes; check the `uncertain` decision and the image quality.
+  still outputs one of its {len(codes)} classes; check the `uncertain` decision and the image quality.
 - Other skin types than those in HAM10000, and body sites it saw rarely (nails, mucosa, palms).
 - Classes it does not know (e.g. squamous cell carcinoma other than akiec, Merkel cell carcinoma,
   lentigo maligna variants): they are forced into the nearest known class.
