@@ -15,10 +15,12 @@ TF_HINT = ("this command needs TensorFlow: pip install 'lesionlite[train]' "
            "(or: pip install -e '.[train]' in a checkout)")
 
 
-def _handler(module: str, needs: str | None = None, hint: str = "") -> Callable[[argparse.Namespace], int]:
-    """Import ``module`` only when its command runs; a missing ``needs`` package becomes a hint."""
+def _handler(module: str, needs: str | None = None, hint: str = "",
+             unless: str | None = None) -> Callable[[argparse.Namespace], int]:
+    """Import ``module`` only when its command runs; a missing ``needs`` package becomes a hint
+    (not looked for when the option ``unless`` names is given: that option does without it)."""
     def run(args: argparse.Namespace) -> int:
-        if needs:
+        if needs and not (unless and getattr(args, unless)):
             try:
                 importlib.import_module(needs)
             except ImportError:
@@ -82,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model on HAM10000 (needs TensorFlow)")
     train_cli.add_arguments(p)
-    p.set_defaults(handler=_handler("lesionlite.training.cli", "tensorflow", TF_HINT))
+    p.set_defaults(handler=_handler("lesionlite.training.cli", "tensorflow", TF_HINT, unless="print_config"))
 
     p = sub.add_parser("convert", help="convert a training run to a verified TFLite bundle (needs TensorFlow)")
     convert_cli.add_arguments(p)

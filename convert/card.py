@@ -45,6 +45,7 @@ Fitted on (images per set, held-out groups excluded): {fitted}.
 def model_card(meta: dict) -> str:
     m = meta["metrics"]
     tr = meta["training"]
+    codes = [label["code"] for label in meta["labels"]]
     thr = meta["thresholds"]
     rows = []
     keras_name = "Keras float32" + (" (quantization-aware, int8-grid kernels)" if tr.get("qat_epochs") else "")
@@ -65,7 +66,7 @@ def model_card(meta: dict) -> str:
     stopped = (f"\n**Training was stopped by hand after {tr['interrupted_after_epochs']} epochs**, before its "
                "schedule ended; the best checkpoint so far is this model." if "interrupted_after_epochs" in tr else "")
     gate_note = ("the scope gate declines most of them (figures above), not all: look at what was photographed."
-                 if meta.get("scope") else "the model\n  still outputs one of its 7 classes; check the image.")
+                 if meta.get("scope") else f"the model\n  still outputs one of its {len(codes)} classes; check the image.")
     return f"""# Model card: {meta['name']}
 
 **{DISCLAIMER}** This model is a decision aid for trained users (clinicians, dermoscopy-trained
@@ -76,14 +77,14 @@ to rule out skin cancer.
 - Architecture: {tr['arch']} (input {meta['input']['height']}x{meta['input']['width']} RGB, crop
   `{meta['input']['crop']}`, colour constancy `{meta['input']['color_constancy']}`), converted to TFLite `{meta['quantization']}`: {meta['size_bytes'] / 1e6:.2f} MB,
   sha256 `{meta['sha256']}`.
-- Output: 7 logits; the edge applies softmax with the calibration temperature
+- Output: {len(codes)} logits; the edge applies softmax with the calibration temperature
   T = {meta['calibration']['temperature']:.3f} (fitted on {on_val}).
 - Decisions: `refer` when a malignant class reaches its threshold ({refer}; set on
   validation for {thr['refer_sensitivity_on_val']:.0%} sensitivity per class{rule}), `uncertain` when the top
   probability is below {thr['confidence_floor']:.2f}, else `monitor`. It never says "benign".
 
 ## Data
-HAM10000 dermoscopic images (7 classes: akiec, bcc, bkl, df, mel, nv, vasc), {sum(tr['counts'].values())}
+HAM10000 dermoscopic images ({len(codes)} classes: {', '.join(codes)}), {sum(tr['counts'].values())}
 images from the folder `{Path(tr['data']).name}`. Split grouped by `lesion_id` (no lesion in two splits), stratified by diagnosis,
 seed {tr['seed']}: {tr['counts']}, trained on {' + '.join(trained_on(meta))}; split file sha256 `{tr['split_sha256']}` (`split.csv` here).{stopped}
 The population is mostly fair-skinned (Austria, Australia); dx labels are histopathology for most

@@ -9,13 +9,22 @@ from typing import Callable
 
 def positive(kind: type) -> Callable[[str], float]:
     """A number of ``kind`` (int or float) above zero."""
+    return _number(kind, lambda value: value > 0, "positive")
+
+
+def non_negative(kind: type) -> Callable[[str], float]:
+    """A number of ``kind`` (int or float), zero or above."""
+    return _number(kind, lambda value: value >= 0, "non-negative")
+
+
+def _number(kind: type, fits: Callable[[float], bool], words: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+            raise argparse.ArgumentTypeError(f"expected a {words} {kind.__name__}, got {text!r}") from None
+        if not fits(value):  # NaN fits neither
+            raise argparse.ArgumentTypeError(f"must be {words}, got {text}")
         return value
     parse.__name__ = kind.__name__
     return parse

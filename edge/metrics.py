@@ -28,8 +28,12 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> float:
     return float(np.mean(np.diag(cm)[present] / support[present]))
 
 
+INTERVAL_LEVEL = 0.95
+"""The coverage of the balanced accuracy interval that :func:`evaluate` reports (``balanced_accuracy_ci95``)."""
+
+
 def balanced_accuracy_interval(y_true: np.ndarray, y_pred: np.ndarray, k: int,
-                               groups: np.ndarray | list[str] | None = None, level: float = 0.95,
+                               groups: np.ndarray | list[str] | None = None, level: float = INTERVAL_LEVEL,
                                rounds: int = 2000, seed: int = 0) -> tuple[float, float] | None:
     """Percentile bootstrap interval of balanced accuracy. Each class is resampled on its own
     (the split fixes how many of each there are), by lesion when ``groups`` gives each image's
@@ -56,9 +60,9 @@ def balanced_accuracy_interval(y_true: np.ndarray, y_pred: np.ndarray, k: int,
     return float(lo), float(hi)
 
 
-def interval_note(ci: tuple[float, float] | list[float] | None) -> str:
-    """`` (95% interval LO-HI)`` for :func:`balanced_accuracy_interval`'s result, or nothing."""
-    return f" (95% interval {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+def interval_note(ci: tuple[float, float] | list[float] | None, level: float = INTERVAL_LEVEL) -> str:
+    """`` (95% interval LO-HI)`` for :func:`balanced_accuracy_interval`'s result at ``level``, or nothing."""
+    return f" ({level * 100:g}% interval {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

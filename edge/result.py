@@ -10,10 +10,6 @@ from lesionlite.edge.labels import DISCLAIMER
 from lesionlite.edge.metrics import softmax
 from lesionlite.edge.scope import OUT_OF_SCOPE, ScopeGate
 
-DECISIONS = ("refer", "uncertain", "monitor")
-"""Never 'benign': the device does not clear anyone."""
-
-
 def dequantize(raw: np.ndarray, spec: OutputSpec) -> np.ndarray:
     if spec.dtype in ("uint8", "int8") and spec.scale:
         return (raw.astype(np.float32) - spec.zero_point) * spec.scale

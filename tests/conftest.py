@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -56,3 +61,34 @@ def interruptible() -> None:
     """``preexec_fn`` for a child that must take Ctrl-C even when the suite runs as a background job:
     such jobs start with SIGINT ignored, and Python then installs no KeyboardInterrupt handler."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@contextmanager
+def serving(*args: str, timeout: float = 60) -> Iterator[str]:
+    """``lesionlite serve --port 0 ARGS`` in a subprocess; its URL once it listens, and stopped after."""
+    proc = subprocess.Popen([sys.executable, "-m", "lesionlite.cli", "serve", "--port", "0", *args], cwd=ROOT,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def drain() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if "serving on" in line:
+                ready.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not ready.wait(0.1) and proc.poll() is None and time.monotonic() < deadline:
+        pass
+    try:
+        if not ready.is_set():
+            raise AssertionError("the server did not start:\n" + "".join(lines))
+        yield re.search(r"serving on (\S+)", "".join(lines)).group(1)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

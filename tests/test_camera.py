@@ -29,7 +29,6 @@ from lesionlite.edge.camera.sources import CameraAbsent, Picamera2Source, Replay
 from lesionlite.edge.classifier import Classifier
 from lesionlite.cli import main as lesionlite
 from lesionlite.edge.preprocess import frame_to_image
-from lesionlite.edge.result import DECISIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 LESIONS = ROOT / "samples/lesions"
@@ -93,7 +92,7 @@ def test_shots_are_saved_atomically_and_read_back(replay_run, classifier: Classi
         with Image.open(photo) as im:
             assert im.format == "JPEG" and im.size == (224, 224)
         assert record["image"] == photo.name and record["source"] == f"replay:{folder}"
-        assert record["decision"] in DECISIONS + ("none",) and record["reason"]
+        assert record["decision"] in ("refer", "uncertain", "monitor", "none") and record["reason"]
         assert record["model"]["sha256"] == classifier.bundle.sha256
         assert record["model"]["name"] == classifier.bundle.name
         assert len(record["top"]) == 3 and record["top"][0]["code"] == record["label"]
@@ -441,3 +440,16 @@ def test_errors_are_one_line_messages(argv: list[str], message: str, tmp_path: P
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert len([line for line in err.splitlines() if line.startswith("error: ")]) == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--fps", "0"], "argument --fps: must be positive, got 0"),
+    (["--fps", "nan"], "argument --fps: must be positive, got nan"),
+    (["--auto-shoot", "-1"], "argument --auto-shoot: must be positive, got -1"),
+    (["--frame-every", "-1"], "argument --frame-every: must be non-negative, got -1"),
+])
+def test_out_of_range_numbers_are_refused_where_they_are_parsed(argv: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:  # before any camera, model or folder is touched
+        run_main(["--source", "replay:/no/such/folder", "--model", "/no/such/bundle", *argv])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == f"lesionlite camera: error: {message} (see lesionlite camera --help)\n"

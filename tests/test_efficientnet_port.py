@@ -65,6 +65,13 @@ def test_main_without_torch_exits_2(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert not (tmp_path / "w.npz").exists()
 
 
+def test_main_exits_2_when_the_logits_disagree(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(pe, "port", lambda out, images: {"out": out, "relative_diff": pe.MAX_RELATIVE_DIFF})
+    assert pe.main(["--out", str(tmp_path / "w.npz"), "--image", "x.jpg"]) == 2
+    assert "Keras and PyTorch logits differ" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def ported(tmp_path_factory: pytest.TempPathFactory) -> dict:
     pytest.importorskip("torch", reason="torch not installed (pip install 'lesionlite[port]')")

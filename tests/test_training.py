@@ -360,6 +360,8 @@ def test_refit_trains_on_train_and_val_to_the_end_and_reuses_the_runs_calibratio
             (["--refit", str(run)], f"--refit {run} was trained on val itself"),
             (["--refit", str(tiny_run), "--fine-tune-epochs", "2"],
              f"--refit {tiny_run} used another recipe: --fine-tune-epochs 1 (this run 2)"),
+            (["--refit", str(tiny_run), "--augment", "robust"],  # named by its flag, not its field
+             f"--refit {tiny_run} used another recipe: --augment mild (this run robust)"),
             (["--init", str(run / "model.keras"), "--epochs", "0", "--fine-tune-epochs", "0", "--qat-epochs", "1"],
              f"--init {run / 'model.keras'} was trained on val too")):
         proc = run_cli("train", *recipe, *args, "--out", str(tmp_path / "no"), timeout=600)

@@ -195,7 +195,8 @@ def port(out_path: str, images: Sequence[str] = ()) -> dict:
 
 
 def main(args: argparse.Namespace | list[str] | None = None) -> int:
-    """Port, print the verification figures; 0 ok, 1 logits disagree, 2 torch/package missing."""
+    """Port, print the verification figures; 0 ok, 2 when the logits disagree or torch/the package is missing
+    (2, as for every refusal of the ``lesionlite`` command)."""
     if not isinstance(args, argparse.Namespace):
         p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
         add_port_arguments(p)

@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -22,46 +22,10 @@ from lesionlite.edge.io import atomic_write_text
 from lesionlite.edge.labels import CLASSES
 from lesionlite.edge.metrics import balanced_accuracy, softmax
 from lesionlite.training import losses, models, pipeline, qat
-from lesionlite.training.archs import DEFAULT_SIZE
 from lesionlite.training.calibrate import decision_thresholds, fit_temperature
+from lesionlite.training.config import RECIPE, RECIPE_DEFAULTS, TrainConfig, flag
 from lesionlite.training.report import write_report
 from lesionlite.training.splits import cover, make_split, write_split
-
-
-@dataclass
-class TrainConfig:
-    data: str
-    out: str
-    arch: str = "mobilenetv2"
-    input_size: tuple[int, int] | None = None
-    alpha: float = 0.5
-    weights: str | None = None
-    metadata: str | None = None
-    split: str | None = None
-    epochs: int = 8
-    fine_tune_epochs: int = 20
-    fine_tune_fraction: float = 0.4
-    batch: int = 32
-    lr: float = 1e-3
-    fine_tune_lr: float = 1e-4
-    imbalance: str = "class-weight"
-    class_weight_power: float = 1.0
-    label_smoothing: float = 0.0
-    patience: int = 6
-    seed: int = 42
-    refer_sensitivity: float = 0.85
-    confidence_floor: float = 0.5
-    init: list[str] = field(default_factory=list)
-    qat_epochs: int = 0
-    qat_lr: float = 1e-5
-    ema: float = 0.0
-    mixup: float = 0.0
-    augmentation: str = "mild"
-    color_constancy: str = "none"
-    train_batchnorm: bool = False
-    refit: str | None = None
-    workers: int = 4
-    command: str = ""
 
 
 class BestBalancedAccuracy(keras.callbacks.Callback):
@@ -146,13 +110,6 @@ def soup(paths: list[str]) -> list[np.ndarray]:
             for ws in zip(*weights)]
 
 
-RECIPE = ("arch", "alpha", "input_size", "color_constancy", "augmentation", "imbalance", "class_weight_power",
-          "label_smoothing", "mixup", "ema", "epochs", "fine_tune_epochs", "fine_tune_fraction", "lr",
-          "fine_tune_lr", "qat_epochs", "qat_lr", "batch", "train_batchnorm", "refer_sensitivity",
-          "confidence_floor")
-"""What a refit shares with the run whose calibration it reuses."""
-
-
 def _refit_source(cfg: TrainConfig, size: tuple[int, int]) -> tuple[Path, dict, Run]:
     """For ``--refit RUN``: RUN's split file, calibration and run; the refit reuses the first two
     (it has no held-out validation of its own). Refuses a RUN that saw val, used another recipe (see
@@ -167,9 +124,9 @@ def _refit_source(cfg: TrainConfig, size: tuple[int, int]) -> tuple[Path, dict, 
     if source.interrupted_after is not None:
         raise DataError(f"--refit {source.path} was interrupted, so validation never saw its schedule to the end: "
                         "refit a run that finished")
-    defaults, ours = asdict(TrainConfig(data="", out="")), {**asdict(cfg), "input_size": list(size)}
-    differ = [f"--{k.replace('_', '-')} {theirs.get(k, defaults[k])} (this run {ours[k]})"
-              for k in RECIPE if theirs.get(k, defaults[k]) != ours[k]]
+    ours = {**asdict(cfg), "input_size": list(size)}
+    differ = [f"{flag(k)} {theirs.get(k, RECIPE_DEFAULTS[k])} (this run {ours[k]})"
+              for k in RECIPE if theirs.get(k, RECIPE_DEFAULTS[k]) != ours[k]]
     if differ:
         raise DataError(f"--refit {source.path} used another recipe: " + ", ".join(differ))
     if cfg.split and sha256_file(Path(cfg.split)) != sha256_file(source.split_file):
@@ -194,7 +151,7 @@ def run(cfg: TrainConfig) -> Path:
     """Train, keep the best checkpoint, calibrate on validation and report on test. With
     ``cfg.refit``, train on train + validation instead, keep the last epoch and reuse the
     calibration of the run named there."""
-    size = tuple(cfg.input_size or DEFAULT_SIZE[cfg.arch])
+    size = cfg.size
     _check_paths(cfg)
     earlier = _init_runs(cfg)
     _check_init(cfg, earlier, size)
@@ -264,7 +221,7 @@ def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[Run
 
     best_path = out / MODEL
     held_out = (None, None) if cfg.refit else (x_va, y_va)
-    callbacks = [BestBalancedAccuracy(*held_out, best_path),
+    callbacks = [BestBalancedAccuracy(*held_out, best_path),  # the phases append to one history (--out is new)
                  keras.callbacks.CSVLogger(str(out / "history.csv"), append=True)]
     if not cfg.refit:
         callbacks.append(keras.callbacks.EarlyStopping("val_balanced_accuracy", mode="max",
@@ -274,7 +231,6 @@ def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[Run
     if built.backbone is not None:
         phases.append(("fine-tune", cfg.fine_tune_epochs, cfg.fine_tune_lr, cfg.fine_tune_fraction))
     phases.append(("quantization-aware", cfg.qat_epochs, cfg.qat_lr, 1.0))
-    (out / "history.csv").unlink(missing_ok=True)
     epoch = 0
     try:
         for name, epochs, lr, fraction in phases:

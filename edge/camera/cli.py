@@ -6,7 +6,7 @@ import argparse
 import functools
 import sys
 
-from lesionlite.edge.args import folder_path, positive
+from lesionlite.edge.args import folder_path, non_negative, positive
 from lesionlite.edge.camera.controls import ControlError, Controls
 from lesionlite.edge.camera.display import DISPLAYS, DisplayError, make_display
 from lesionlite.edge.camera.loop import Grabber, LiveLoop, prepare
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames-dir", type=folder_path, default=None,
                    help="headless: where annotated frames go [SAVE_DIR/.frames, hidden so that "
                         "`lesionlite classify SAVE_DIR` sees only the shots]")
-    p.add_argument("--frame-every", type=int, default=10, metavar="N",
+    p.add_argument("--frame-every", type=non_negative(int), default=10, metavar="N",
                    help="headless: write every Nth annotated frame; 0 writes none [10]")
     p.add_argument("--frames", type=positive(int), default=None, metavar="N", help="stop after N frames")
     p.add_argument("--auto-shoot", type=positive(float), default=None, metavar="SECONDS",

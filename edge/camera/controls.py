@@ -95,11 +95,10 @@ class GpioButton:
 
 
 class AutoShoot:
-    """A shot every ``seconds``, the first one ``seconds`` after start."""
+    """A shot every ``seconds`` (above zero: ``--auto-shoot`` is checked where it is parsed), the
+    first one ``seconds`` after start."""
 
     def __init__(self, seconds: float):
-        if seconds <= 0:
-            raise ControlError("--auto-shoot must be a positive number of seconds")
         self.seconds = seconds
         self._next = time.monotonic() + seconds
 
