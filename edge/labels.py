@@ -14,6 +14,10 @@ CLASSES: tuple[str, ...] = tuple(CLASS_NAMES)
 MALIGNANT: tuple[str, ...] = ("mel", "bcc", "akiec")
 """Classes whose probability can trigger a ``refer`` decision."""
 
+DECISION_COLOURS: dict[str, str] = {"refer": "#b91c1c", "uncertain": "#b45309", "monitor": "#15803d",
+                                    "none": "#6b7280", "out-of-scope": "#2563eb"}
+"""Each decision's colour (white text reads on each), for the camera overlay and the web page alike."""
+
 DISCLAIMER = "Decision aid only - not a diagnosis. See a dermatologist about any lesion that worries you."
 
 

@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import ImageColor
 
 from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.labels import DECISION_COLOURS as COLOURS
 from lesionlite.edge.labels import DISCLAIMER
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs the selenium package (pip install selenium)")
@@ -32,8 +34,8 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = sorted((ROOT / "samples/lesions").glob("*.jpg"))[0]
-DECISION_COLOURS = {"refer": "rgba(179, 38, 30, 1)", "uncertain": "rgba(178, 106, 0, 1)",
-                    "monitor": "rgba(46, 125, 50, 1)"}
+DECISION_COLOURS = {d: "rgba({}, {}, {}, 1)".format(*ImageColor.getrgb(c)) for d, c in COLOURS.items()}
+"""As the browser reports each decision's banner colour (the overlay draws with the same table)."""
 START_TIMEOUT = 60
 
 
@@ -143,7 +145,7 @@ def test_a_photo_that_is_not_dermoscopy_is_declined_in_words(server_url: str, tm
         decision = WebDriverWait(driver, 60).until(ec.presence_of_element_located((By.ID, "decision")))
         assert decision.text == "Not a dermoscopic image"
         banner = decision.find_element(By.XPATH, "..")
-        assert banner.value_of_css_property("background-color") == "rgba(29, 78, 216, 1)"
+        assert banner.value_of_css_property("background-color") == DECISION_COLOURS["out-of-scope"]
         assert "dermatoscope images only" in banner.text
         assert driver.find_element(By.ID, "reason").text.startswith("not a dermoscopic image of a skin lesion")
         assert not driver.find_elements(By.CSS_SELECTOR, "#top")

@@ -9,17 +9,16 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from lesionlite.edge.camera.quality import TIPS
+from lesionlite.edge.labels import DECISION_COLOURS as COLOURS
 from lesionlite.edge.preprocess import frame_to_image
 from lesionlite.edge.result import Result
 from lesionlite.edge.scope import NOT_DERMOSCOPY, OUT_OF_SCOPE
 
 Colour = tuple[int, int, int]
-DECISION_COLOURS: dict[str, Colour] = {"refer": (220, 38, 38), "uncertain": (245, 158, 11),
-                                       "monitor": (22, 163, 74), "none": (140, 140, 140),
-                                       OUT_OF_SCOPE: (59, 130, 246)}
+DECISION_COLOURS: dict[str, Colour] = {d: ImageColor.getrgb(hex_colour)[:3] for d, hex_colour in COLOURS.items()}
 WARNING = DECISION_COLOURS["uncertain"]
 WHITE = (255, 255, 255)
 BAND = (0, 0, 0, 165)

@@ -23,7 +23,7 @@ from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotFound, 
 
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.io import atomic_write_bytes, atomic_write_text
-from lesionlite.edge.labels import DISCLAIMER
+from lesionlite.edge.labels import DECISION_COLOURS, DISCLAIMER
 from lesionlite.edge.preprocess import ImageError, load_image
 from lesionlite.edge.scope import OUT_OF_SCOPE
 from lesionlite.edge.serve.live import LiveView
@@ -176,6 +176,12 @@ def create_app(classifier: Classifier | None = None, save_dir: str | Path | None
         if request.endpoint == "classify_page":  # an upload that failed, not a page that does not exist
             message = f"Could not classify: {message}"
         return render_template("page.html", error=message), exc.code, headers
+
+    @app.get("/decisions.css")
+    def decision_css() -> Response:
+        """The decision colours, from the one table the camera overlay also draws with."""
+        rules = "".join(f".decision-{d} .decision {{ background: {c}; }}\n" for d, c in DECISION_COLOURS.items())
+        return Response(f":root {{ --refer: {DECISION_COLOURS['refer']}; }}\n{rules}", mimetype="text/css")
 
     @app.get("/")
     def index() -> str:
