@@ -6,20 +6,16 @@ Selenium Manager is bypassed (the driver path is given), so nothing is downloade
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from PIL import ImageColor
 
+from conftest import serving
 from lesionlite.edge.classifier import Classifier
-from lesionlite.edge.labels import DECISION_COLOURS as COLOURS
-from lesionlite.edge.labels import DISCLAIMER
+from lesionlite.edge.labels import DECISION_COLOURS as COLOURS, DISCLAIMER
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs the selenium package (pip install selenium)")
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -42,31 +38,8 @@ START_TIMEOUT = 60
 @pytest.fixture(scope="module")
 def server_url():
     """``lesionlite serve --port 0`` (default bundle) in a subprocess; its URL once it listens."""
-    proc = subprocess.Popen([sys.executable, "-m", "lesionlite.cli", "serve", "--port", "0"], cwd=ROOT,
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def drain() -> None:
-        for line in proc.stderr:
-            lines.append(line)
-            if "serving on" in line:
-                ready.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    deadline = time.monotonic() + START_TIMEOUT
-    while not ready.wait(0.1) and proc.poll() is None and time.monotonic() < deadline:
-        pass
-    try:
-        if not ready.is_set():
-            pytest.fail("server did not start:\n" + "".join(lines))
-        yield re.search(r"serving on (\S+)", "".join(lines)).group(1)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with serving(timeout=START_TIMEOUT) as url:
+        yield url
 
 
 def chromium(profile: Path, javascript: bool = True) -> webdriver.Chrome:
