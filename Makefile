@@ -17,7 +17,7 @@ $(DEMO_VENV)/.installed: setup.cfg pyproject.toml
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[edge,camera,serve,train,port,test]'
+	$(VENV)/bin/pip install -q -e '.[edge,camera,serve,train,port,scale,test]'
 	touch $@
 
 demo: $(DEMO_VENV)/.installed
