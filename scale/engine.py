@@ -377,6 +377,7 @@ def main(args) -> int:
             configure_data()
             stage = "listing the files"
             paths, skipped = list_files(args.paths, cwd)
+            listed = time.perf_counter() - t0
             for line in skipped:
                 print(f"note: {line}", file=terminal)
             if not paths:
@@ -396,9 +397,11 @@ def main(args) -> int:
             run = shards / f"run-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
             the_plan = cluster_plan(args.actors)
             print(f"{where}: {len(todo)} of {len(paths)} images to classify, {the_plan}", file=log, flush=True)
+            t1 = time.perf_counter()
             if todo:
                 stage = "classifying"
                 classify(todo, bundle, args, the_plan, run, cwd, terminal)
+            classified = time.perf_counter() - t1
             stage = f"writing {args.output}"
             for rec in read_shards([run], log):
                 writer.add(rec)
@@ -430,8 +433,8 @@ def main(args) -> int:
             return 2
         finally:
             _shutdown(log)
-        elapsed = time.perf_counter() - t0
-        print(f"{len(todo)} classified in {elapsed:.1f} s (Ray start-up {started:.1f} s)", file=log, flush=True)
+        print(f"timing: {len(todo)} images; Ray start-up {started:.2f} s, listing {listed - started:.2f} s, "
+              f"classification {classified:.2f} s, in all {time.perf_counter() - t0:.2f} s", file=log, flush=True)
         print(f"{writer.rows} images, {writer.failed} failed -> {args.output} "
               f"(Parquet shards: {shards}; Ray log: {log_path})", file=terminal)
         print(DISCLAIMER, file=terminal)
