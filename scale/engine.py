@@ -198,8 +198,8 @@ def read_shards(folders: list[Path], log: TextIO) -> Iterator[dict]:
 @contextlib.contextmanager
 def ray_output_in(log_path: Path) -> Iterator[tuple[TextIO, TextIO]]:
     """Send everything Ray prints (its Python logging, warnings, and the C++ core's lines on file
-    descriptor 2) to ``log_path``; yield (the log, the terminal's stderr) for our own lines and
-    Ray's progress bar, which go to the terminal."""
+    descriptor 2) to ``log_path``; yield (the log, the terminal's stderr) for our own lines and the
+    progress bar, the only ones the terminal shows."""
     sys.stdout.flush()
     sys.stderr.flush()
     log = open(log_path, "a", encoding="utf-8", errors="backslashreplace", buffering=1)
@@ -215,7 +215,7 @@ def ray_output_in(log_path: Path) -> Iterator[tuple[TextIO, TextIO]]:
         for logger in [logging.getLogger(), *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
                                               if n.startswith("ray"))]:
             for h in getattr(logger, "handlers", []):
-                if type(h) is logging.StreamHandler and getattr(h.stream, "fileno", None):
+                if type(h) is logging.StreamHandler and h.stream is not log:
                     redirected.append((h, h.setStream(log)))
         warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: log.write(
             warnings.formatwarning(message, category, filename, lineno, line))
