@@ -2,11 +2,12 @@
 #   make demo   edge-only environment; classify the sample images with the shipped model; short benchmark
 #   make test   full environment (training, conversion, camera, web, port); the whole test suite
 #   make test-edge  the demo environment plus pytest; every test that needs only the [edge] extra
+#   make test-ray   the tests of classify --engine ray;  make bench-scale: its figures against the local engine
 PYTHON ?= python3
 DEMO_VENV := .venv-demo
 VENV := .venv
 
-.PHONY: demo test test-edge clean
+.PHONY: demo test test-edge test-ray bench-scale clean
 
 $(DEMO_VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(DEMO_VENV)
@@ -17,7 +18,7 @@ $(DEMO_VENV)/.installed: setup.cfg pyproject.toml
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[edge,camera,serve,train,port,test]'
+	$(VENV)/bin/pip install -q -e '.[edge,camera,serve,train,port,scale,test]'
 	touch $@
 
 demo: $(DEMO_VENV)/.installed
@@ -26,6 +27,14 @@ demo: $(DEMO_VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q
+
+# The Ray engine's tests alone (a real local Ray and a 2-node test cluster; about a minute).
+test-ray: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q -m ray
+
+# images/s of classify --engine ray against the local engine on one folder, start-up, memory per actor.
+bench-scale: $(VENV)/.installed
+	$(VENV)/bin/python -m lesionlite.edge.scale.bench
 
 $(DEMO_VENV)/.edgetest: $(DEMO_VENV)/.installed
 	$(DEMO_VENV)/bin/pip install -q -e '.[edge,edgetest]'

@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lesionlite.edge.camera import cli as camera_cli
     from lesionlite.edge.labels import DISCLAIMER
     from lesionlite.edge.serve import cli as serve_cli
+    from lesionlite.edge.scale import cli as scale_cli
     from lesionlite.training import cli as train_cli
 
     parser = OneLineParser(
@@ -78,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, parents=[model], description=help_text)
         module.add_arguments(p)
         p.set_defaults(handler=_handler(module.__name__))
+    scale_cli.add_arguments(sub.choices["classify"])  # --engine ray: the same rows, computed by Ray Data
+    sub.choices["classify"].set_defaults(handler=_handler(scale_cli.__name__))
 
     p = sub.add_parser("info", help="show a model bundle's metadata", parents=[model])
     p.set_defaults(handler=_handler("lesionlite.edge.info"))

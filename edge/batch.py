@@ -59,10 +59,15 @@ def classify_paths(clf: Classifier, paths: list[str], workers: int = 2, tta: boo
                 pending.append((nxt, pool.submit(load, nxt)))
             try:
                 yield Row(path, clf.predict(fut.result(), tta))
-            except ImageError as exc:
-                yield Row(path, error=str(exc))
-            except OSError as exc:
-                yield Row(path, error=f"cannot read: {exc.strerror or exc}")
+            except (ImageError, OSError) as exc:
+                yield Row(path, error=row_error(exc))
+
+
+def row_error(exc: ImageError | OSError) -> str:
+    """The ``error`` of a file's row: why the image was refused, or why it could not be read."""
+    if isinstance(exc, ImageError):
+        return str(exc)
+    return f"cannot read: {exc.strerror or exc}"
 
 
 class ResumeError(LesionliteError, ValueError):
@@ -74,6 +79,12 @@ def same_file(path: str) -> str:
     return os.path.realpath(path)
 
 
+def columns(codes: list[str]) -> list[str]:
+    """The CSV columns of an output for a model with these class codes."""
+    return ["path", "label", "confidence", "decision", *(f"p_{c}" for c in codes), "error", "name", "reason",
+            "scope"]
+
+
 class RowWriter:
     """Streams rows to ``OUTPUT.partial`` and renames it to ``OUTPUT`` when done, so ``OUTPUT``
     is never half-written. A partial file left by an interrupted run is refused unless ``resume``;
@@ -82,17 +93,18 @@ class RowWriter:
     through a rename, so no kill leaves less on disk than before. A file that is not a lesionlite
     output of this format and model is refused (:class:`ResumeError`). A path that is not valid
     UTF-8 is written byte for byte in CSV and escaped (``\\udcff``) in JSON lines; either way
-    ``--resume`` finds it again."""
+    ``--resume`` finds it again. ``earlier`` are rows written elsewhere since (another engine's
+    shards of an interrupted run): with ``resume`` they count as newer than either file's."""
 
-    def __init__(self, output: Path, fmt: str, codes: list[str], resume: bool, paths: Iterable[str] = ()):
+    def __init__(self, output: Path, fmt: str, codes: list[str], resume: bool, paths: Iterable[str] = (),
+                 earlier: Iterable[dict] = ()):
         self.output, self.fmt, self.codes = Path(os.path.realpath(output)), fmt, codes
         self.partial = self.output.with_name(self.output.name + ".partial")
-        self.columns = ["path", "label", "confidence", "decision", *(f"p_{c}" for c in codes), "error",
-                        "name", "reason", "scope"]
+        self.columns = columns(codes)
         if not resume and self.partial.exists():
             raise ResumeError(f"{self.partial} holds the rows of an interrupted run: add --resume to "
                               "continue it, or delete it to start again")
-        previous = (self._read(self.output) + self._read(self.partial)) if resume else []
+        previous = (self._read(self.output) + self._read(self.partial) + list(earlier)) if resume else []
         retry = {same_file(p) for p in paths}
         latest = {same_file(r["path"]): r for r in previous}  # a file in both counts once
         kept = {k: r for k, r in latest.items() if not r.get("error") or k not in retry}
@@ -113,6 +125,10 @@ class RowWriter:
             self._fh.close()
             fresh.unlink(missing_ok=True)
             raise
+
+    def pending(self, paths: Iterable[str]) -> list[str]:
+        """The ``paths`` whose rows are still to be written (not done in a resumed output)."""
+        return [p for p in paths if same_file(p) not in self.done]
 
     def _read(self, path: Path) -> list[dict]:
         if not path.is_file():
@@ -193,14 +209,8 @@ def add_arguments(p) -> None:
                    help="average over the 8 rotations and mirror images (8x slower)")
 
 
-def main(args) -> int:
-    """``lesionlite classify``: exit 0 when every file was classified, 1 when any row failed."""
-    import sys
-
-    from tqdm import tqdm
-
-    from lesionlite.edge.labels import DISCLAIMER
-
+def output_format(args) -> str:
+    """The format ``classify`` writes (csv, jsonl or table), once its options agree."""
     fmt = args.format or (Path(args.output).suffix.lstrip(".").lower() if args.output else "table")
     if fmt not in FORMATS:
         raise SystemExit(f"error: cannot tell the format of {args.output}: name it .csv or .jsonl, or pass --format")
@@ -210,6 +220,18 @@ def main(args) -> int:
         raise SystemExit("error: --format table prints to the terminal; use csv or jsonl with --output")
     if fmt != "table" and not args.output:
         raise SystemExit(f"error: --format {fmt} needs --output FILE")
+    return fmt
+
+
+def main(args) -> int:
+    """``lesionlite classify``: exit 0 when every file was classified, 1 when any row failed."""
+    import sys
+
+    from tqdm import tqdm
+
+    from lesionlite.edge.labels import DISCLAIMER
+
+    fmt = output_format(args)
     paths, skipped = find_images(args.paths)
     for line in skipped:
         print(f"note: {line}", file=sys.stderr)
@@ -222,7 +244,7 @@ def main(args) -> int:
         raise SystemExit(f"error: {exc}") from None
     except OSError as exc:  # named as the user named it, not by its partial file's name
         raise SystemExit(f"error: cannot write {args.output}: {exc.strerror or exc}") from None
-    todo = [p for p in paths if not writer or same_file(p) not in writer.done]
+    todo = writer.pending(paths) if writer else paths
     failed = declined = 0
     bar = tqdm(total=len(todo), unit="img", disable=None if writer else True, file=sys.stderr)
     if fmt == "table":

@@ -8,7 +8,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from lesionlite.edge.bundle import Bundle, OutputSpec, check_interpreter, load_bundle
-from lesionlite.edge.preprocess import Source, pixels, to_input
+from lesionlite.edge.preprocess import Source, model_pixels, to_input
 from lesionlite.edge.result import Prediction, Result, dequantize, make_result, probabilities
 from lesionlite.edge.runtime import make_interpreter
 
@@ -41,8 +41,7 @@ class Classifier:
 
     def preprocess(self, source: Source, color_order: str = "RGB") -> np.ndarray:
         """Any image source to an ``(H, W, 3)`` uint8 array as the model was trained."""
-        return pixels(source, (self.spec.height, self.spec.width), color_order, self.spec.crop,
-                      self.spec.color_constancy)
+        return model_pixels(source, self.spec, color_order)
 
     def invoke(self, rgb: np.ndarray) -> np.ndarray:
         """Run the model on one preprocessed ``(H, W, 3)`` image; the raw logits row."""

@@ -222,6 +222,12 @@ def pixels(source: Source, size: tuple[int, int], color_order: str = "RGB",
     return correct(rgb) if correct else rgb
 
 
+def model_pixels(source: Source, spec: InputSpec, color_order: str = "RGB") -> np.ndarray:
+    """:func:`pixels` as a model with this input ``spec`` was trained: what ``Classifier.preprocess``
+    gives, without loading the model (for decoding apart from it)."""
+    return pixels(source, (spec.height, spec.width), color_order, spec.crop, spec.color_constancy)
+
+
 def to_input(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Normalize and quantize an ``(..., H, W, 3)`` uint8 array into the model's input dtype."""
     x = rgb.astype(np.float32)
