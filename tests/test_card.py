@@ -19,7 +19,19 @@ def test_the_card_counts_and_names_the_classes_of_its_metadata():
     meta["labels"] = [label for label in meta["labels"] if label["code"] in ("bcc", "mel", "nv")]
     card = model_card(meta)
     assert "Output: 3 logits" in card and "(3 classes: bcc, mel, nv)" in card
-    assert "one of its 3 classes" in card and "7 logits" not in card and "7 classes" not in card
+    assert "7 logits" not in card and "7 classes" not in card
+    meta.pop("scope")  # a bundle without a scope gate: the card warns that it labels anything
+    card = model_card(meta)
+    assert "one of its 3 classes" in card and "## Scope gate\nNone" in card
+
+
+def test_the_card_gives_the_scope_gate_and_its_held_out_figures():
+    meta = shipped_meta()
+    card = model_card(meta)
+    assert "## Scope gate" in card and f"Below {meta['scope']['threshold']:.3f}" in card
+    for row in meta["scope"]["held_out"]:  # every held-out row, as the metadata gives it
+        assert f"| {row['source']} | " in card and f"{row['declined']} of {row['n']} (" in card
+    assert "declines most of them" in card
 
 
 def test_the_interval_note_names_its_level():
