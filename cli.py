@@ -34,13 +34,13 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def _model_options() -> argparse.ArgumentParser:
-    from lesionlite.edge.args import positive
+    from lesionlite.edge.args import thread_count
     from lesionlite.edge.runtime import RUNTIMES
 
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("model")
     g.add_argument("--model", "-m", help="bundle folder or .tflite (default: the shipped bundle)")
-    g.add_argument("--threads", type=positive(int), help="interpreter threads (default: the runtime's)")
+    g.add_argument("--threads", type=thread_count, help="interpreter threads (default: the runtime's)")
     g.add_argument("--runtime", default="auto", choices=("auto", *RUNTIMES),
                    help="interpreter: ai-edge-litert, tflite-runtime or tensorflow (default: first found)")
     g.add_argument("--labels", dest="labels_file", metavar="FILE",

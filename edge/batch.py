@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
-from lesionlite.edge.args import output_path, positive
+from lesionlite.edge.args import output_path, positive, thread_count
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.files import find_images
 from lesionlite.edge.preprocess import ImageError
@@ -181,7 +181,7 @@ def add_arguments(p) -> None:
                    help="write rows to this file (atomically); default: table on stdout")
     p.add_argument("--format", choices=FORMATS, help="csv, jsonl or table (default: from --output's suffix)")
     p.add_argument("--top-k", type=positive(int), default=3)
-    p.add_argument("--workers", type=positive(int), default=2, help="decoding threads running ahead of the model")
+    p.add_argument("--workers", type=thread_count, default=2, help="decoding threads running ahead of the model")
     p.add_argument("--resume", action="store_true",
                    help="keep the rows already in --output (or its .partial file), try again the files whose "
                    "rows failed, and append the rest")

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lesionlite.edge.args import output_path, positive
+from lesionlite.edge.args import output_path, thread_count
 from lesionlite.edge.batch import classify_paths
 from lesionlite.edge.files import find_images
 from lesionlite.edge.bundle import BundleError, models_dir
@@ -200,11 +200,11 @@ def add_arguments(p) -> None:
                    help="also time this reference model the same way and print ours/reference "
                    f"(alone: the shipped {REFERENCE_NAME})")
     sweep = p.add_mutually_exclusive_group()
-    sweep.add_argument("--sweep", type=positive(int), nargs="+", metavar="THREADS",
+    sweep.add_argument("--sweep", type=thread_count, nargs="+", metavar="THREADS",
                        help="thread counts to sweep (default: 1, 2 and the CPU count)")
     sweep.add_argument("--no-sweep", action="store_true", help="skip the threads sweep")
     p.add_argument("--folder", type=_folder, help="also time classifying this folder (images/s against the invoke bound)")
-    p.add_argument("--workers", type=positive(int), default=2, help="decode workers for --folder")
+    p.add_argument("--workers", type=thread_count, default=2, help="decode workers for --folder")
     p.add_argument("--cold-start", action="store_true",
                    help="also time `lesionlite classify` in a fresh process next to `import tensorflow`")
     p.add_argument("--json", type=output_path, help="write the figures to this JSON file")

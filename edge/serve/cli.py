@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from lesionlite.edge.args import positive
+from lesionlite.edge.args import in_range
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.camera.sources import SourceError, open_source
 
@@ -24,6 +24,8 @@ FLASK_HINT = "lesionlite serve needs Flask: pip install 'lesionlite[serve]' (Fla
 
 SERVER_THREADS = 4
 """Request threads: decoding runs in parallel, the interpreter is shared under its lock."""
+UPLOAD_MB_RANGE = (0.1, 64)
+"""``--max-upload-mb`` bounds: an upload is held in memory while it is classified, by each request thread."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,8 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-dir", metavar="DIR",
                    help="keep each classified photo here under a server-made name, with a JSON sidecar "
                         "holding its result (default: keep nothing)")
-    p.add_argument("--max-upload-mb", type=positive(float), default=16.0, metavar="N",
-                   help="refuse larger uploads with 413 (default: 16)")
+    p.add_argument("--max-upload-mb", type=in_range(float, *UPLOAD_MB_RANGE, " MB"), default=16.0, metavar="N",
+                   help=f"refuse larger uploads with 413: {UPLOAD_MB_RANGE[0]:g} to {UPLOAD_MB_RANGE[1]:g} "
+                        "(default: 16)")
     p.add_argument("--camera", metavar="SOURCE",
                    help="also show a live camera view at /live: auto, picamera2, opencv:INDEX or replay:PATH")
 
