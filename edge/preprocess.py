@@ -8,7 +8,10 @@ light it was taken under, and, for model input, normalized and quantized as the 
 """
 from __future__ import annotations
 
+import errno
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,18 +67,47 @@ class InputSpec:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
+def open_file(path: str | Path) -> tuple[BinaryIO, os.stat_result]:
+    """Open an image file to read, and its status as it was opened (what ``classify --resume``
+    identifies the file by). Never blocks and never reads without end: a FIFO, a device (a link to
+    ``/dev/zero``), a folder, a broken link and a link loop are refused with an :class:`ImageError`
+    that names what they are, as is an empty file."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)  # a FIFO opens at once
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise ImageError(f"broken link: its target {os.readlink(path)} does not exist") from None
+        raise ImageError(f"no such file: {path}") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageError("a link that leads back to itself (symbolic link loop)") from None
+        if exc.errno == errno.ENXIO:
+            raise ImageError("not a regular file but a socket: not read") from None
+        raise ImageError(f"cannot read: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageError("a folder, not an image file")
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "character device"
+                    if stat.S_ISCHR(st.st_mode) else "block device" if stat.S_ISBLK(st.st_mode) else "special file")
+            raise ImageError(f"not a regular file but a {kind}: not read")
+        if st.st_size == 0:
+            raise ImageError("empty file")
+        return os.fdopen(fd, "rb"), st
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _open(source: Source) -> Image.Image:
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise ImageError(f"no such file: {path}")
-        if path.stat().st_size == 0:
-            raise ImageError("empty file")
-        fp: Path | BinaryIO = path  # Pillow opens it and closes it once the image is loaded
-    elif isinstance(source, (bytes, bytearray)):
+        raise TypeError("a path is opened by open_file() first")  # load_image() does, and closes it
+    if isinstance(source, (bytes, bytearray)):
         if not source:
             raise ImageError("empty upload")
-        fp = io.BytesIO(source)
+        fp: BinaryIO = io.BytesIO(source)
     else:
         fp = source
     try:
@@ -125,14 +157,17 @@ def load_image(source: Source, min_side: int | None = None, color_order: str = "
 
     ``min_side`` lets JPEG decoding use draft mode (DCT scaling) as long as the short side
     stays at least that large.  ``color_order`` applies to numpy frames only ("RGB" or "BGR").
+    A path is opened with :func:`open_file` (a FIFO or device is refused, never read).
     """
     if isinstance(source, np.ndarray):
         return frame_to_image(source, color_order)
+    if isinstance(source, (str, Path)):
+        fh, _ = open_file(source)
+        with fh:
+            return load_image(fh, min_side, color_order)
     im = source if isinstance(source, Image.Image) else _open(source)
     problem = size_problem("image", *im.size, MAX_PIXELS)
     if problem:
-        if im is not source:
-            im.close()  # the file Pillow opened for the header
         raise ImageError(problem)
     try:
         if min_side and im.format == "JPEG":

@@ -285,3 +285,28 @@ def test_resume_refuses_a_file_it_did_not_write(existing, fmt, tmp_path, lesion_
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith(f"error: cannot resume: {out} is not a lesionlite")
     assert out.read_text() == existing and not (tmp_path / f"rows.{fmt}.partial").exists()
+
+
+def test_special_files_get_a_row_that_names_them_and_never_hang(tmp_path, lesion_images):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(lesion_images[0], folder / "good.jpg")
+    os.mkfifo(folder / "y.jpg")  # nothing will ever write to it
+    (folder / "loop.jpg").symlink_to("loop.jpg")
+    (folder / "dangling.jpg").symlink_to("gone.jpg")
+    (folder / "zero.jpg").symlink_to("/dev/zero")
+    (folder / "urandom.png").symlink_to("/dev/urandom")
+    out = tmp_path / "rows.csv"
+    proc = run_cli("classify", str(folder), "-o", str(out), timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    errors = {os.path.basename(r["path"]): r["error"] for r in csv.DictReader(out.open())}
+    assert errors == {
+        "dangling.jpg": "broken link: its target gone.jpg does not exist",
+        "good.jpg": "",
+        "loop.jpg": "a link that leads back to itself (symbolic link loop)",
+        "urandom.png": "not a regular file but a character device: not read",
+        "y.jpg": "not a regular file but a FIFO (named pipe): not read",
+        "zero.jpg": "not a regular file but a character device: not read",
+    }
+    named = run_cli("classify", str(folder / "y.jpg"), str(folder / "dangling.jpg"), timeout=120)
+    assert named.returncode == 1 and "FIFO" in named.stdout and "broken link" in named.stdout
