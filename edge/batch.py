@@ -17,7 +17,8 @@ import numpy as np
 from lesionlite.edge.args import output_path, positive, thread_count
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.files import find_images
-from lesionlite.edge.preprocess import ImageError
+from lesionlite.edge.preprocess import ImageError, open_file
+from lesionlite.edge.resume import COLUMNS as RESUME_COLUMNS, resume_plan, row_fields
 
 if TYPE_CHECKING:
     from lesionlite.edge.degrade import Alteration
@@ -30,6 +31,8 @@ class Row:
     path: str
     probs: np.ndarray | None = None
     error: str = ""
+    stat: os.stat_result | None = None
+    """The file's status when it was opened to be read (:func:`lesionlite.edge.resume.row_fields`)."""
 
 
 def classify_paths(clf: Classifier, paths: list[str], workers: int = 2, tta: bool = False,
@@ -37,10 +40,12 @@ def classify_paths(clf: Classifier, paths: list[str], workers: int = 2, tta: boo
     """Yield a :class:`Row` per path, in order. ``workers`` threads decode up to ``2 * workers + 1``
     files ahead of the interpreter; a file that cannot be read yields a row with ``error`` set. ``alter``
     changes each decoded image first (a simulated light or camera, :mod:`lesionlite.edge.degrade`)."""
-    def load(path: str) -> np.ndarray:
-        if alter:  # decoded as pixels() decodes (JPEG draft mode), so only the alteration differs
-            return clf.preprocess(alter.load(path, max(clf.spec.height, clf.spec.width)))
-        return clf.preprocess(path)
+    def load(path: str) -> tuple[np.ndarray, os.stat_result]:
+        fh, st = open_file(path)  # a FIFO or device is refused here, never read
+        with fh:
+            if alter:  # decoded as pixels() decodes (JPEG draft mode), so only the alteration differs
+                return clf.preprocess(alter.load(fh, max(clf.spec.height, clf.spec.width))), st
+            return clf.preprocess(fh), st
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         pending: deque[tuple[str, Future]] = deque()
@@ -55,7 +60,8 @@ def classify_paths(clf: Classifier, paths: list[str], workers: int = 2, tta: boo
             if nxt is not None:
                 pending.append((nxt, pool.submit(load, nxt)))
             try:
-                yield Row(path, clf.probabilities(fut.result(), tta))
+                rgb, st = fut.result()
+                yield Row(path, clf.probabilities(rgb, tta), stat=st)
             except ImageError as exc:
                 yield Row(path, error=str(exc))
             except OSError as exc:
@@ -66,43 +72,36 @@ class ResumeError(ValueError):
     """The output cannot be continued (not this command's output) or would lose an interrupted run's rows."""
 
 
-def same_file(path: str) -> str:
-    """The key ``--resume`` matches rows by: ``photos/a.jpg`` and ``./photos//a.jpg`` are one file."""
-    return os.path.realpath(path)
-
-
 class RowWriter:
     """Streams rows to ``OUTPUT.partial`` and renames it to ``OUTPUT`` when done, so ``OUTPUT``
     is never half-written. A partial file left by an interrupted run is refused unless ``resume``;
-    with ``resume``, the rows of either file are kept and their files skipped, except failed rows of
-    files among ``paths``, which are tried again. The kept rows reach the new partial file
-    through a rename, so no kill leaves less on disk than before. A file that is not a lesionlite
-    output of this format and model is refused (:class:`ResumeError`). A path that is not valid
-    UTF-8 is written byte for byte in CSV and escaped (``\\udcff``) in JSON lines; either way
+    with ``resume``, the rows of either file that :func:`~lesionlite.edge.resume.resume_plan` keeps
+    are written first, and ``todo`` lists the files still to classify. The kept rows reach the new
+    partial file through a rename, so no kill leaves less on disk than before. A file that is not a
+    lesionlite output of this format and model is refused (:class:`ResumeError`). A path that is
+    not valid UTF-8 is written byte for byte in CSV and escaped (``\\udcff``) in JSON lines; either way
     ``--resume`` finds it again."""
 
     def __init__(self, output: Path, fmt: str, codes: list[str], resume: bool, paths: Iterable[str] = ()):
         self.output, self.fmt, self.codes = Path(os.path.realpath(output)), fmt, codes
         self.partial = self.output.with_name(self.output.name + ".partial")
         self.columns = ["path", "label", "confidence", "decision", *(f"p_{c}" for c in codes), "error",
-                        "name", "reason"]
+                        "name", "reason", *RESUME_COLUMNS]
         if not resume and self.partial.exists():
             raise ResumeError(f"{self.partial} holds the rows of an interrupted run: add --resume to "
                               "continue it, or delete it to start again")
         previous = (self._read(self.output) + self._read(self.partial)) if resume else []
-        retry = {same_file(p) for p in paths}
-        latest = {same_file(r["path"]): r for r in previous}  # a file in both counts once
-        kept = {k: r for k, r in latest.items() if not r.get("error") or k not in retry}
-        self.done = {k for k, r in kept.items() if not r.get("error")}
-        self.rows, self.failed = len(kept), len(kept) - len(self.done)
+        plan = resume_plan(previous, paths)
+        kept, self.todo = plan.kept, plan.todo
+        self.rows, self.failed = len(kept), plan.failed
         fresh = self.partial.with_name(self.partial.name + ".tmp")
         self._fh = open(fresh, "w", encoding="utf-8", errors="surrogateescape", newline="")
         try:
             if fmt == "csv":
                 self._csv = csv.DictWriter(self._fh, self.columns, lineterminator="\n")
                 self._csv.writeheader()
-            for r in kept.values():
-                self._write(r)
+            for key, r in kept.items():
+                self._write(r if r.get("real_path") else {**r, "real_path": key})
             self._fh.flush()
             os.fsync(self._fh.fileno())
             os.replace(fresh, self.partial)  # the handle follows the file to its new name
@@ -119,7 +118,7 @@ class RowWriter:
             return []
         if self.fmt == "csv":
             reader = csv.DictReader(io.StringIO(text))
-            if reader.fieldnames != self.columns:
+            if not self._known_columns(reader.fieldnames):
                 raise ResumeError(f"cannot resume: {path} is not a lesionlite CSV for this model's labels; "
                                   "name another --output or delete it")
             rows = list(reader)
@@ -139,6 +138,11 @@ class RowWriter:
             raise ResumeError(f"cannot resume: {path} is not a lesionlite JSON-lines output for this model's labels; "
                               "name another --output or delete it")
         return rows
+
+    def _known_columns(self, names: list[str] | None) -> bool:
+        """A header this command writes for these labels, or wrote before it had all of today's columns."""
+        required = {"path", "label", "error", *(f"p_{c}" for c in self.codes)}
+        return bool(names) and len(set(names)) == len(names) and required <= set(names) <= set(self.columns)
 
     def _write(self, record: dict) -> None:
         if self.fmt == "csv":
@@ -163,8 +167,9 @@ class RowWriter:
 
 
 def record(clf: Classifier, row: Row, top_k: int) -> dict:
-    """One output row: the flat form used by CSV and JSON lines."""
-    rec: dict = {"path": row.path, "error": row.error}
+    """One output row: the flat form used by CSV and JSON lines, with the file's real path and
+    identity (:func:`lesionlite.edge.resume.row_fields`)."""
+    rec: dict = {"path": row.path, "error": row.error, **row_fields(row.path, row.stat)}
     if row.probs is None:
         return rec
     res = clf.result(row.probs, top_k)
@@ -218,7 +223,7 @@ def main(args) -> int:
         raise SystemExit(f"error: {exc}") from None
     except OSError as exc:  # named as the user named it, not by its partial file's name
         raise SystemExit(f"error: cannot write {args.output}: {exc.strerror or exc}") from None
-    todo = [p for p in paths if not writer or same_file(p) not in writer.done]
+    todo = writer.todo if writer else paths
     failed = 0
     bar = tqdm(total=len(todo), unit="img", disable=None if writer else True, file=sys.stderr)
     if fmt == "table":

@@ -287,6 +287,72 @@ def test_resume_refuses_a_file_it_did_not_write(existing, fmt, tmp_path, lesion_
     assert out.read_text() == existing and not (tmp_path / f"rows.{fmt}.partial").exists()
 
 
+def test_resume_classifies_again_a_photo_replaced_under_the_same_name(tmp_path, lesion_images):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    nevus, melanoma = lesion_images[0], lesion_images[1]  # nv 0.88 monitor / mel 0.96 refer
+    shutil.copy(nevus, folder / "IMG_0001.jpg")
+    shutil.copy(lesion_images[2], folder / "IMG_0002.jpg")
+    out = tmp_path / "rows.csv"
+    assert run_cli("classify", str(folder), "-o", str(out)).returncode == 0
+    before = {r["path"]: r for r in csv.DictReader(out.open())}
+    assert before[str(folder / "IMG_0001.jpg")]["decision"] == "monitor"
+    shutil.copy(melanoma, folder / "IMG_0001.jpg")  # the camera's numbering started again
+    resumed = run_cli("classify", str(folder), "-o", str(out), "--resume")
+    assert resumed.returncode == 0 and "2 images, 0 failed" in resumed.stderr
+    after = {r["path"]: r for r in csv.DictReader(out.open())}
+    fresh = run_cli("classify", str(melanoma), "-o", str(tmp_path / "fresh.csv"))
+    expected = next(csv.DictReader((tmp_path / "fresh.csv").open()))
+    replaced = after[str(folder / "IMG_0001.jpg")]
+    assert fresh.returncode == 0 and (replaced["label"], replaced["decision"]) == ("mel", "refer")
+    assert {k: replaced[k] for k in COLUMNS[1:]} == {k: expected[k] for k in COLUMNS[1:]}
+    assert after[str(folder / "IMG_0002.jpg")] == before[str(folder / "IMG_0002.jpg")]  # kept as it was
+
+
+def test_resume_sees_a_replacement_of_the_same_size_and_time(tmp_path, lesion_images):
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, src in (("a.bmp", lesion_images[0]), ("b.bmp", lesion_images[1])):
+        Image.open(src).save(folder / name)  # 224 x 224 BMPs: the same size in bytes
+    a, b = folder / "a.bmp", folder / "b.bmp"
+    assert a.stat().st_size == b.stat().st_size
+    out = tmp_path / "rows.jsonl"
+    assert run_cli("classify", str(a), "-o", str(out)).returncode == 0
+    first = json.loads(out.read_text())
+    st = a.stat()
+    a.write_bytes(b.read_bytes())  # as `cp -p` would: another photo, the same size and times
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (a.stat().st_size, a.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    assert run_cli("classify", str(a), "-o", str(out), "--resume").returncode == 0
+    second = json.loads(out.read_text())
+    assert first["label"] == "nv" and second["label"] == "mel" and second["file_id"] != first["file_id"]
+
+
+def test_resume_from_another_folder_keeps_each_row_once(tmp_path, lesion_images):
+    work = tmp_path / "work"
+    (work / "photos").mkdir(parents=True)
+    for img in lesion_images[:3]:
+        shutil.copy(img, work / "photos" / img.name)
+    out = tmp_path / "rows.csv"
+    first = run_cli("classify", "photos", "-o", str(out), cwd=work)
+    assert first.returncode == 0, first.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [r["path"] for r in rows] == [f"photos/{p.name}" for p in lesion_images[:3]]
+    text = out.read_text()
+    marked = text.replace(rows[0]["confidence"], "0.1234", 1)  # kept rows stay as they were
+    out.write_text(marked)
+    shutil.copy(lesion_images[3], work / "photos" / lesion_images[3].name)
+    resumed = run_cli("classify", "work/photos", "-o", "rows.csv", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0 and "4 images, 0 failed" in resumed.stderr, resumed.stderr
+    again = list(csv.DictReader(out.open()))
+    assert [r["path"] for r in again] == [*(r["path"] for r in rows), f"work/photos/{lesion_images[3].name}"]
+    assert again[0]["confidence"] == "0.1234"
+    assert all(r["real_path"] == str(tmp_path / "work" / r["path"].removeprefix("work/")) and r["file_id"]
+               for r in again)
+
+
 def test_special_files_get_a_row_that_names_them_and_never_hang(tmp_path, lesion_images):
     folder = tmp_path / "photos"
     folder.mkdir()
