@@ -98,7 +98,8 @@ class RowWriter:
         self._fh = open(fresh, "w", encoding="utf-8", errors="surrogateescape", newline="")
         try:
             if fmt == "csv":
-                self._csv = csv.DictWriter(self._fh, self.columns, lineterminator="\n")
+                # every field quoted: a carriage return in a file name is not a line break to any reader
+                self._csv = csv.DictWriter(self._fh, self.columns, lineterminator="\n", quoting=csv.QUOTE_ALL)
                 self._csv.writeheader()
             for key, r in kept.items():
                 self._write(r if r.get("real_path") else {**r, "real_path": key})
@@ -113,7 +114,8 @@ class RowWriter:
     def _read(self, path: Path) -> list[dict]:
         if not path.is_file():
             return []
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:  # "\r" stays "\r"
+            text = fh.read()
         if not text:
             return []
         if self.fmt == "csv":
@@ -125,9 +127,8 @@ class RowWriter:
             if rows and not text.endswith("\n"):
                 rows.pop()  # a line cut by a kill: that file is classified again
             return [r for r in rows if None not in r and None not in r.values()]
-        lines = text.splitlines()
-        if not text.endswith("\n"):
-            lines.pop()  # a line cut by a kill: that file is classified again
+        lines = text.split("\n")  # only "\n" ends a line: json.dumps escapes the others
+        lines.pop()  # "" after the last line's end, or a line cut by a kill: that file is classified again
         try:
             rows = [json.loads(line) for line in lines]
         except json.JSONDecodeError:

@@ -166,7 +166,7 @@ def test_output_through_a_link_writes_its_target_and_a_device_is_refused(tmp_pat
     link = tmp_path / "link.csv"
     link.symlink_to(target.name)
     assert run_cli("classify", str(lesion_images[0]), "-o", str(link)).returncode == 0
-    assert link.is_symlink() and target.read_text().startswith("path,label")
+    assert link.is_symlink() and target.read_text().startswith('"path","label"')
     proc = run_cli("classify", str(lesion_images[0]), "-o", "/dev/null", "--format", "csv")
     assert proc.returncode == 2 and "not a regular file" in proc.stderr and Path("/dev/null").is_char_device()
 
@@ -376,3 +376,24 @@ def test_special_files_get_a_row_that_names_them_and_never_hang(tmp_path, lesion
     }
     named = run_cli("classify", str(folder / "y.jpg"), str(folder / "dangling.jpg"), timeout=120)
     assert named.returncode == 1 and "FIFO" in named.stdout and "broken link" in named.stdout
+
+
+def test_a_carriage_return_or_newline_in_a_name_is_quoted_and_resumed(tmp_path, lesion_images):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    names = ["car\rriage.jpg", "new\nline.jpg", "plain.jpg"]
+    for name, src in zip(names, lesion_images):
+        shutil.copy(src, folder / name)
+    for fmt in ("csv", "jsonl"):
+        out = tmp_path / f"rows.{fmt}"
+        assert run_cli("classify", str(folder), "-o", str(out)).returncode == 0
+        again = run_cli("classify", str(folder), "-o", str(out), "--resume")
+        assert again.returncode == 0 and "3 images, 0 failed" in again.stderr, again.stderr
+        if fmt == "csv":
+            with out.open(newline="") as fh:  # as the csv module documents reading
+                rows = list(csv.DictReader(fh))
+            assert out.read_bytes().count(b"\r") == 2  # in path and real_path, nowhere else
+        else:
+            rows = [json.loads(line) for line in out.read_text().split("\n")[:-1]]
+        assert sorted(os.path.basename(r["path"]) for r in rows) == sorted(names)
+        assert all(r["label"] and not r["error"] for r in rows)
