@@ -17,6 +17,7 @@ import numpy as np
 from lesionlite.edge.args import output_path, positive, thread_count
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.files import find_images
+from lesionlite.edge.io import Busy, OutputLock
 from lesionlite.edge.preprocess import ImageError, open_file
 from lesionlite.edge.resume import COLUMNS as RESUME_COLUMNS, resume_plan, row_fields
 
@@ -87,6 +88,17 @@ class RowWriter:
         self.partial = self.output.with_name(self.output.name + ".partial")
         self.columns = ["path", "label", "confidence", "decision", *(f"p_{c}" for c in codes), "error",
                         "name", "reason", *RESUME_COLUMNS]
+        try:  # one process at a time reads and writes OUTPUT and OUTPUT.partial
+            self._lock = OutputLock(self.output.with_name(self.output.name + ".lock"))
+        except Busy as exc:
+            raise ResumeError(f"{output}: {exc}; wait for it to finish or name another --output") from None
+        try:
+            self._start(resume, paths)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _start(self, resume: bool, paths: Iterable[str]) -> None:
         if not resume and self.partial.exists():
             raise ResumeError(f"{self.partial} holds the rows of an interrupted run: add --resume to "
                               "continue it, or delete it to start again")
@@ -97,7 +109,7 @@ class RowWriter:
         fresh = self.partial.with_name(self.partial.name + ".tmp")
         self._fh = open(fresh, "w", encoding="utf-8", errors="surrogateescape", newline="")
         try:
-            if fmt == "csv":
+            if self.fmt == "csv":
                 # every field quoted: a carriage return in a file name is not a line break to any reader
                 self._csv = csv.DictWriter(self._fh, self.columns, lineterminator="\n", quoting=csv.QUOTE_ALL)
                 self._csv.writeheader()
@@ -161,10 +173,12 @@ class RowWriter:
         os.fsync(self._fh.fileno())  # on disk before the rename, so a power cut leaves one whole file
         self._fh.close()
         os.replace(self.partial, self.output)
+        self._lock.release()
 
     def abandon(self) -> None:
         """Keep the partial file for ``--resume``."""
         self._fh.close()
+        self._lock.release()
 
 
 def record(clf: Classifier, row: Row, top_k: int) -> dict:

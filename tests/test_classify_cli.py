@@ -397,3 +397,34 @@ def test_a_carriage_return_or_newline_in_a_name_is_quoted_and_resumed(tmp_path, 
             rows = [json.loads(line) for line in out.read_text().split("\n")[:-1]]
         assert sorted(os.path.basename(r["path"]) for r in rows) == sorted(names)
         assert all(r["label"] and not r["error"] for r in rows)
+
+
+def test_a_second_process_on_the_same_output_is_refused_at_once(tmp_path, lesion_images):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(200):
+        shutil.copy(lesion_images[i % len(lesion_images)], folder / f"img_{i:04d}.jpg")
+    out = tmp_path / "rows.csv"
+    partial = tmp_path / "rows.csv.partial"
+    first = subprocess.Popen([sys.executable, "-m", "lesionlite.cli", "classify", str(folder), "-o", str(out),
+                              "--workers", "1", "--threads", "1", "--tta"],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and (not partial.exists() or partial.read_text().count("\n") < 10):
+            time.sleep(0.05)
+        for extra in ([], ["--resume"]):
+            t = time.time()
+            second = run_cli("classify", str(folder), "-o", str(out), *extra)
+            assert second.returncode == 2 and time.time() - t < 30
+            assert second.stderr == (f"error: {out}: another lesionlite process (pid {first.pid}) is writing it; "
+                                     "wait for it to finish or name another --output\n")
+            assert first.poll() is None and not out.exists(), "the first run must still be the only writer"
+        _, err = first.communicate(timeout=300)
+    finally:
+        first.kill()
+    assert first.returncode == 0, err
+    assert "200 images, 0 failed" in err
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 200 and len({r["path"] for r in rows}) == 200
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many", "rows.csv"]  # no lock file left
