@@ -19,7 +19,7 @@ from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.files import find_images
 from lesionlite.edge.io import Busy, OutputLock
 from lesionlite.edge.preprocess import ImageError, open_file
-from lesionlite.edge.resume import COLUMNS as RESUME_COLUMNS, resume_plan, row_fields
+from lesionlite.edge.resume import COLUMNS as RESUME_COLUMNS, real_path, resume_plan, row_fields
 
 if TYPE_CHECKING:
     from lesionlite.edge.degrade import Alteration
@@ -102,6 +102,9 @@ class RowWriter:
         if not resume and self.partial.exists():
             raise ResumeError(f"{self.partial} holds the rows of an interrupted run: add --resume to "
                               "continue it, or delete it to start again")
+        if not resume and not self._replaceable(self.output):
+            raise ResumeError(f"cannot overwrite {self.output}: it is not a lesionlite {self.fmt.upper()} output for "
+                              "this model's labels; name another --output or delete it")
         previous = (self._read(self.output) + self._read(self.partial)) if resume else []
         plan = resume_plan(previous, paths)
         kept, self.todo = plan.kept, plan.todo
@@ -123,6 +126,28 @@ class RowWriter:
             fresh.unlink(missing_ok=True)
             raise
 
+    def _replaceable(self, path: Path) -> bool:
+        """True for a missing or empty file, or an output of this command, format and labels (judged by
+        its first line): a rerun replaces its own earlier output, never someone else's file."""
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(1 << 16)
+        except FileNotFoundError:
+            return True
+        first = head.split(b"\n", 1)[0].decode("utf-8", "surrogateescape")
+        if not head:
+            return True
+        if self.fmt == "csv":
+            try:
+                return self._known_columns(next(csv.reader([first]), None))
+            except csv.Error:
+                return False
+        try:
+            row = json.loads(first)
+        except ValueError:
+            return False
+        return isinstance(row, dict) and {"path", "error"} <= row.keys()
+
     def _read(self, path: Path) -> list[dict]:
         if not path.is_file():
             return []
@@ -132,10 +157,14 @@ class RowWriter:
             return []
         if self.fmt == "csv":
             reader = csv.DictReader(io.StringIO(text))
-            if not self._known_columns(reader.fieldnames):
+            try:
+                known = self._known_columns(reader.fieldnames)
+                rows = list(reader) if known else []
+            except csv.Error:  # a NUL byte, say: not text this command wrote
+                known = False
+            if not known:
                 raise ResumeError(f"cannot resume: {path} is not a lesionlite CSV for this model's labels; "
                                   "name another --output or delete it")
-            rows = list(reader)
             if rows and not text.endswith("\n"):
                 rows.pop()  # a line cut by a kill: that file is classified again
             return [r for r in rows if None not in r and None not in r.values()]
@@ -231,6 +260,8 @@ def main(args) -> int:
         print(f"note: {line}", file=sys.stderr)
     if not paths:
         raise SystemExit("error: no image files found in " + " ".join(args.paths))
+    if args.output and real_path(args.output) in {real_path(p) for p in paths}:
+        raise SystemExit(f"error: --output {args.output} is one of the images to classify; name another file")
     clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)
     try:
         writer = RowWriter(Path(args.output), fmt, clf.bundle.codes, args.resume, paths) if args.output else None

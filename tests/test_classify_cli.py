@@ -162,7 +162,7 @@ def test_a_rerun_without_resume_keeps_an_interrupted_runs_rows(tmp_path, lesion_
 
 def test_output_through_a_link_writes_its_target_and_a_device_is_refused(tmp_path, lesion_images):
     target = tmp_path / "target.csv"
-    target.write_text("old")
+    target.write_text("")  # an empty file (touch): replaced; a file with other content would be refused
     link = tmp_path / "link.csv"
     link.symlink_to(target.name)
     assert run_cli("classify", str(lesion_images[0]), "-o", str(link)).returncode == 0
@@ -428,3 +428,29 @@ def test_a_second_process_on_the_same_output_is_refused_at_once(tmp_path, lesion
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 200 and len({r["path"] for r in rows}) == 200
     assert sorted(p.name for p in tmp_path.iterdir()) == ["many", "rows.csv"]  # no lock file left
+
+
+def test_output_never_replaces_an_input_image_or_a_file_it_did_not_write(tmp_path, lesion_images):
+    victim = tmp_path / "victim.jpg"
+    shutil.copy(lesion_images[0], victim)
+    photo = victim.read_bytes()
+    for args in (["-o", str(victim), "--format", "csv"], ["-o", "victim.jpg", "--format", "jsonl", "--resume"]):
+        proc = run_cli("classify", str(victim), *args, cwd=tmp_path)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "is one of the images to classify" in proc.stderr
+    other = tmp_path / "other.jpg"  # a photo that is not classified this time
+    shutil.copy(lesion_images[1], other)
+    proc = run_cli("classify", str(victim), "-o", str(other), "--format", "csv")
+    assert proc.returncode == 2 and proc.stderr == (f"error: cannot overwrite {other}: it is not a lesionlite CSV "
+                                                    "output for this model's labels; name another --output or delete it\n")
+    notes = tmp_path / "notes.csv"
+    notes.write_text("date,weight\n2026-01-01,70\n")
+    proc = run_cli("classify", str(victim), "-o", str(notes))
+    assert proc.returncode == 2 and "cannot overwrite" in proc.stderr
+    assert victim.read_bytes() == photo and other.read_bytes() == lesion_images[1].read_bytes()
+    assert notes.read_text() == "date,weight\n2026-01-01,70\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.csv", "other.jpg", "victim.jpg"]
+    rerun = tmp_path / "rows.csv"  # its own earlier output is replaced, as a rerun should
+    for _ in range(2):
+        assert run_cli("classify", str(victim), "-o", str(rerun)).returncode == 0
+    assert len(list(csv.DictReader(rerun.open()))) == 1
