@@ -16,7 +16,7 @@ LIMIT = max(4, 2 * (os.cpu_count() or 1))
     (["serve", "--max-upload-mb", "1e-9"], "argument --max-upload-mb: expected 0.1 to 64 MB, got 1e-9"),
     (["camera", "--fps", "1e-300"], "argument --fps: expected 0.1 to 1,000 frames per second, got 1e-300"),
     (["camera", "--fps", "inf"], "argument --fps: expected 0.1 to 1,000 frames per second, got inf"),
-    (["camera", "--auto-shoot", "nan"], "argument --auto-shoot: expected 0.1 to 86,400 seconds, got nan"),
+    (["camera", "--auto-shoot", "nan"], "argument --auto-shoot: expected 0.01 to 86,400 seconds, got nan"),
     (["camera", "--frame-every", "-1"], "argument --frame-every: expected 0 to 1,000,000, got -1"),
     (["classify", "x.jpg", "--threads", "10000"], f"argument --threads: at most {LIMIT} "),
     (["classify", "x.jpg", "--workers", "10000"], f"argument --workers: at most {LIMIT} "),

@@ -31,8 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frame-every", type=in_range(int, 0, 1_000_000), default=10, metavar="N",
                    help="headless: write every Nth annotated frame; 0 writes none [10]")
     p.add_argument("--frames", type=positive(int), default=None, metavar="N", help="stop after N frames")
-    p.add_argument("--auto-shoot", type=in_range(float, 0.1, 86400, " seconds"), default=None, metavar="SECONDS",
-                   help="take a shot every SECONDS (0.1 to 86400)")
+    p.add_argument("--auto-shoot", type=in_range(float, 0.01, 86400, " seconds"), default=None, metavar="SECONDS",
+                   help="take a shot every SECONDS (0.01 to 86400)")
     p.add_argument("--tta", action="store_true",
                    help="shots average the 8 rotations and mirror images (8x slower)")
     p.add_argument("--fps", type=in_range(float, 0.1, 1000, " frames per second"), default=10.0,
