@@ -13,9 +13,16 @@ TF_HINT = ("this command needs TensorFlow: pip install 'lesionlite[train]' "
            "(or: pip install -e '.[train]' in a checkout)")
 
 
-def _handler(module: str, needs: str | None = None, hint: str = "") -> Callable[[argparse.Namespace], int]:
-    """Import ``module`` only when its command runs; a missing ``needs`` package becomes a hint."""
+def _handler(module: str, needs: str | None = None, hint: str = "",
+             edge: bool = False) -> Callable[[argparse.Namespace], int]:
+    """Import ``module`` only when its command runs; a missing ``needs`` package becomes a hint. An
+    ``edge`` command first makes freed memory go back to the system (not for TensorFlow's commands:
+    its allocator is its own business)."""
     def run(args: argparse.Namespace) -> int:
+        if edge:
+            from lesionlite.edge.heap import return_freed_memory
+
+            return_freed_memory()
         if needs:
             try:
                 importlib.import_module(needs)
@@ -72,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text, module in edge_commands:
         p = sub.add_parser(name, help=help_text, parents=[model], description=help_text)
         module.add_arguments(p)
-        p.set_defaults(handler=_handler(module.__name__))
+        p.set_defaults(handler=_handler(module.__name__, edge=True))
 
     p = sub.add_parser("info", help="show a model bundle's metadata", parents=[model])
     p.set_defaults(handler=_handler("lesionlite.edge.info"))

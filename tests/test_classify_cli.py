@@ -454,3 +454,35 @@ def test_output_never_replaces_an_input_image_or_a_file_it_did_not_write(tmp_pat
     for _ in range(2):
         assert run_cli("classify", str(victim), "-o", str(rerun)).returncode == 0
     assert len(list(csv.DictReader(rerun.open()))) == 1
+
+
+def _png(path: Path, side: int, depth: int, colour: int, channels: int) -> None:
+    """A ``side`` x ``side`` PNG written a row at a time (no image of that size in this process):
+    dark at the top, light at the bottom."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    squeeze = zlib.compressobj(9)
+    with path.open("wb") as fh:
+        fh.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, depth, colour, 0, 0, 0)))
+        data = b""
+        for y in range(side):
+            level = 40 + 160 * y // side
+            sample = bytes([level, 0]) if depth == 16 else bytes([level])
+            data += squeeze.compress(b"\x00" + sample * channels * side)
+        fh.write(chunk(b"IDAT", data + squeeze.flush()) + chunk(b"IEND", b""))
+
+
+def test_a_50_megapixel_image_is_classified_within_memory_or_refused_saying_why(tmp_path):
+    _png(tmp_path / "grey16.png", 7070, 16, 0, 1)  # 95 MiB decoded: within the decoding memory
+    _png(tmp_path / "rgb.png", 7070, 8, 2, 3)  # 191 MiB as Pillow holds RGB: over it
+    out = tmp_path / "rows.jsonl"
+    proc = run_cli("classify", str(tmp_path / "grey16.png"), str(tmp_path / "rgb.png"), "-o", str(out))
+    assert proc.returncode == 1, proc.stderr
+    grey, rgb = (json.loads(line) for line in out.read_text().splitlines())
+    assert grey["error"] == "" and grey["label"]
+    assert rgb["error"] == ("image too large to decode in memory: 7070x7070 pixels of mode RGB (PNG) need 198 MiB "
+                            "(limit 110 MiB); save it smaller or as a baseline JPEG")

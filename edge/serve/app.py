@@ -24,7 +24,7 @@ from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotFound, 
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.io import atomic_write_bytes, atomic_write_text
 from lesionlite.edge.labels import DISCLAIMER
-from lesionlite.edge.preprocess import ImageError, load_image
+from lesionlite.edge.preprocess import ImageError, thumbnail
 from lesionlite.edge.serve.live import LiveView
 
 FIELD = "image"
@@ -100,8 +100,7 @@ def image_format(data: bytes) -> str:
 
 def preview(data: bytes, side: int = PREVIEW_SIDE) -> str:
     """A small upright JPEG of the upload as a ``data:`` URL, so the page never stores it."""
-    im = load_image(data, min_side=side)
-    im.thumbnail((side, side))
+    im = thumbnail(data, side)
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
