@@ -365,3 +365,37 @@ def test_save_dir_stops_at_its_limit_and_says_so(clf: Classifier, tmp_path: Path
     full = post(roomy, SAMPLE.read_bytes()).get_json()
     assert full["saved"] is None and "MiB free on the save folder's disk" in full["not_saved"]
     assert list((tmp_path / "other").iterdir()) == []
+
+
+def test_loadtest_counts_refused_requests_without_tracebacks(server, tmp_path):
+    import subprocess
+    import sys
+
+    def loadtest(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lesionlite.edge.serve.loadtest", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    good = loadtest(f"http://127.0.0.1:{server}", str(SAMPLE), "--requests", "8", "--warmup", "2")
+    assert good.returncode == 0, good.stderr
+    result = json.loads(good.stdout)
+    assert result["requests"] == 8 and result["failed"] == 0 and result["p50_ms"] > 0 and result["labels"]
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    refused = loadtest(f"http://127.0.0.1:{server}", str(tmp_path / "notes.jpg"), "--requests", "6", "--warmup", "0")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    result = json.loads(refused.stdout)
+    assert (result["requests"], result["failed"], result["requests_per_s"], result["p50_ms"]) == (0, 6, 0.0, None)
+    assert list(result["errors"]) == ["HTTP 400: not an image in an accepted format (bmp, gif, jpg, png, tif, webp)"]
+    assert refused.stderr.strip().splitlines() == [
+        "error: 6 of 6 requests failed (HTTP 400: not an image in an accepted format (bmp, gif, jpg, png, tif, webp))"]
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    down = loadtest(f"http://127.0.0.1:{closed}", str(SAMPLE), "--requests", "3", "--warmup", "0")
+    assert down.returncode == 1 and "Traceback" not in down.stderr and "ConnectionRefusedError" in down.stderr
+    for args, message in ((["nowhere", str(SAMPLE)], "expected http://HOST:PORT"),
+                          ([f"http://127.0.0.1:{server}", str(tmp_path / "missing.jpg")], "cannot read"),
+                          ([f"http://127.0.0.1:{server}", str(SAMPLE), "--requests", "0"], "expected 1 to 1,000,000")):
+        bad = loadtest(*args)
+        assert bad.returncode == 2 and message in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
