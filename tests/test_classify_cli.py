@@ -486,3 +486,34 @@ def test_a_50_megapixel_image_is_classified_within_memory_or_refused_saying_why(
     assert grey["error"] == "" and grey["label"]
     assert rgb["error"] == ("image too large to decode in memory: 7070x7070 pixels of mode RGB (PNG) need 198 MiB "
                             "(limit 110 MiB); save it smaller or as a baseline JPEG")
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.45, 0.6])
+def test_ctrl_c_at_any_moment_from_the_first_import_exits_130_without_a_traceback(delay, tmp_path, lesion_images):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for img in lesion_images[:6]:
+        shutil.copy(img, folder / img.name)
+    out = tmp_path / "rows.csv"
+    # the child says when Python has started (its own start-up is not lesionlite's to guard), then runs
+    # `lesionlite classify` as `python -m lesionlite.cli` does
+    start = ("import os, runpy, sys; os.write(1, b'R'); "
+             f"sys.argv = ['lesionlite', 'classify', {str(folder)!r}, '-o', {str(out)!r}, '--tta']; "
+             "runpy.run_module('lesionlite.cli', run_name='__main__', alter_sys=True)")
+    proc = subprocess.Popen([sys.executable, "-c", start], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=interruptible)
+    assert proc.stdout.read(1) == b"R"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    err = err.decode()
+    # 0: it had finished; -SIGINT (130 to a shell): it had finished, and the signal came as Python shut down
+    assert proc.returncode in (0, 130, -signal.SIGINT), err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    if proc.returncode != 130:
+        assert len(list(csv.DictReader(out.open()))) == 6
+    if proc.returncode == 130:
+        assert err.strip().splitlines()[-1] in ("interrupted", f"interrupted: {out}.partial keeps the rows so far; "
+                                                "rerun with --resume to continue")
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert leftovers in (["photos"], ["photos", "rows.csv"], ["photos", "rows.csv.partial"]), leftovers
