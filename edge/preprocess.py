@@ -191,7 +191,7 @@ def _to_rgb(im: Image.Image, scale16: bool) -> Image.Image:
             arr = arr / 257.0
         im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
     if im.mode == "F":
-        arr = np.asarray(im, dtype=np.float64)
+        arr = np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0)  # "not a number" pixels are black
         im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L")
     if im.mode == "P":
         im = im.convert("RGBA")
