@@ -75,6 +75,23 @@ def output_path(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a regular file (a device or pipe): name a file")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"cannot write to {folder} (permission denied)")
+    from lesionlite.edge.preprocess import IMAGE_SUFFIXES
+
+    if path.suffix.lower() in IMAGE_SUFFIXES and path.exists():
+        raise argparse.ArgumentTypeError(f"{text!r} is an image file: name another file to write")
+    return text
+
+
+def json_output_path(text: str) -> str:
+    """:func:`output_path` for a JSON file: an existing file is replaced only if it is JSON (or empty)."""
+    output_path(text)
+    try:
+        with open(text, "rb") as fh:
+            head = fh.read(4096).lstrip()
+    except FileNotFoundError:
+        return text
+    if head and head[:1] not in (b"{", b"["):
+        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a JSON file: name another file or delete it")
     return text
 
 

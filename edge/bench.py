@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lesionlite.edge.args import output_path, thread_count
+from lesionlite.edge.args import json_output_path, thread_count
 from lesionlite.edge.batch import classify_paths
 from lesionlite.edge.files import find_images
 from lesionlite.edge.bundle import BundleError, models_dir
@@ -210,7 +210,7 @@ def add_arguments(p) -> None:
     p.add_argument("--memory", action="store_true",
                    help="instead of latency: the peak memory of `lesionlite classify` and `lesionlite serve` on "
                    "7070 x 7070 images of every kind, against their targets (exit 1 when over; about 2 minutes)")
-    p.add_argument("--json", type=output_path, help="write the figures to this JSON file")
+    p.add_argument("--json", type=json_output_path, help="write the figures to this JSON file")
 
 
 def _folder(text: str) -> ImageFolder:

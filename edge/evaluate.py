@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lesionlite.edge.args import output_path, thread_count
+from lesionlite.edge.args import json_output_path, thread_count
 from lesionlite.edge.batch import classify_paths
 from lesionlite.edge.bundle import SPLIT_FILE, Bundle, sha256_file, trained_on
 from lesionlite.edge.classifier import Classifier
@@ -109,7 +109,7 @@ def add_arguments(p) -> None:
                    "warm, 0.85,1,1.2 cool) to see how far the answers move")
     p.add_argument("--degrade", choices=tuple(DEGRADATIONS),
                    help=f"simulate another camera or hand (after --light): {DEGRADE_HELP}")
-    p.add_argument("--json", type=output_path, help="write the metrics to this JSON file")
+    p.add_argument("--json", type=json_output_path, help="write the metrics to this JSON file")
 
 
 def _gains(text: str) -> tuple[float, float, float]:

@@ -437,19 +437,19 @@ def test_output_never_replaces_an_input_image_or_a_file_it_did_not_write(tmp_pat
     for args in (["-o", str(victim), "--format", "csv"], ["-o", "victim.jpg", "--format", "jsonl", "--resume"]):
         proc = run_cli("classify", str(victim), *args, cwd=tmp_path)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
-        assert "is one of the images to classify" in proc.stderr
-    other = tmp_path / "other.jpg"  # a photo that is not classified this time
-    shutil.copy(lesion_images[1], other)
-    proc = run_cli("classify", str(victim), "-o", str(other), "--format", "csv")
-    assert proc.returncode == 2 and proc.stderr == (f"error: cannot overwrite {other}: it is not a lesionlite CSV "
-                                                    "output for this model's labels; name another --output or delete it\n")
+        assert "is an image file: name another file to write" in proc.stderr
+    odd = tmp_path / "photo.dat"  # an image whose name does not say so, classified and named as output
+    shutil.copy(lesion_images[1], odd)
+    proc = run_cli("classify", str(odd), "-o", str(odd), "--format", "csv")
+    assert proc.returncode == 2 and proc.stderr == f"error: --output {odd} is one of the images to classify; name another file\n"
     notes = tmp_path / "notes.csv"
     notes.write_text("date,weight\n2026-01-01,70\n")
     proc = run_cli("classify", str(victim), "-o", str(notes))
-    assert proc.returncode == 2 and "cannot overwrite" in proc.stderr
-    assert victim.read_bytes() == photo and other.read_bytes() == lesion_images[1].read_bytes()
+    assert proc.returncode == 2 and proc.stderr == (f"error: cannot overwrite {notes}: it is not a lesionlite CSV "
+                                                    "output for this model's labels; name another --output or delete it\n")
+    assert victim.read_bytes() == photo and odd.read_bytes() == lesion_images[1].read_bytes()
     assert notes.read_text() == "date,weight\n2026-01-01,70\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.csv", "other.jpg", "victim.jpg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.csv", "photo.dat", "victim.jpg"]
     rerun = tmp_path / "rows.csv"  # its own earlier output is replaced, as a rerun should
     for _ in range(2):
         assert run_cli("classify", str(victim), "-o", str(rerun)).returncode == 0

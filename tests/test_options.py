@@ -35,3 +35,23 @@ def test_an_option_out_of_range_is_one_line_before_any_work(argv, message):
 def test_the_largest_thread_count_allowed_is_accepted(lesion_images):
     proc = run_cli("classify", str(lesion_images[0]), "--threads", str(LIMIT), "--workers", str(LIMIT))
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_json_output_never_replaces_an_image_or_a_file_that_is_not_json(tmp_path, lesion_images):
+    import shutil
+
+    photo = tmp_path / "photo.jpg"
+    shutil.copy(lesion_images[0], photo)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    for argv, name in ((["bench", "--no-sweep", "--runs", "1", "--json", str(photo)], photo),
+                       (["bench", "--no-sweep", "--runs", "1", "--json", str(notes)], notes),
+                       (["classify", str(lesion_images[1]), "-o", str(photo), "--format", "csv"], photo)):
+        proc = run_cli(*argv, timeout=120)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "is an image file" in proc.stderr or "is not a JSON file" in proc.stderr
+    assert photo.read_bytes() == lesion_images[0].read_bytes() and notes.read_text() == "my notes\n"
+    earlier = tmp_path / "bench.json"
+    earlier.write_text('{"old": 1}')  # its own earlier figures are replaced
+    assert run_cli("bench", "--no-sweep", "--runs", "2", "--warmup", "0", "--json", str(earlier)).returncode == 0
+    assert "invoke_ms" in earlier.read_text()
