@@ -6,17 +6,23 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-M_MMAP_THRESHOLD = -3
-"""glibc's mallopt parameter: allocations from this size up are mapped apart and unmapped when freed."""
-MMAP_THRESHOLD = 1 << 20
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+"""glibc's mallopt parameters: free memory at the top of a heap above the first is given back;
+allocations from the second up are mapped apart and unmapped when freed."""
+MMAP_THRESHOLD = 4 << 20
+"""A decoded image (Pillow allocates it in blocks of up to 16 MiB) is above it; a converted tile is below."""
+TRIM_THRESHOLD = 32 << 20
+"""glibc's default (128 KiB) would give back and fault in again the memory of every small image."""
 
 
 def return_freed_memory() -> bool:
-    """Fix glibc's threshold at 1 MiB (setting it also stops it from rising), so that every large
-    block (a decoded image, a band of it) is returned to the system when freed. True if applied;
-    False where the C library is not glibc (nothing to do there). Call it before any thread starts."""
+    """Fix glibc's thresholds (:data:`MMAP_THRESHOLD`, :data:`TRIM_THRESHOLD`; fixing them also
+    stops them from rising), so that every large block is returned to the system when freed. True if
+    applied; False where the C library is not glibc (nothing to do there). Call it before any thread
+    starts."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(M_TRIM_THRESHOLD,
+                                                                                           TRIM_THRESHOLD))
     except (OSError, AttributeError):
         return False
