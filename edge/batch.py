@@ -232,8 +232,9 @@ def add_arguments(p) -> None:
     p.add_argument("--top-k", type=positive(int), default=3)
     p.add_argument("--workers", type=thread_count, default=2, help="decoding threads running ahead of the model")
     p.add_argument("--resume", action="store_true",
-                   help="keep the rows already in --output (or its .partial file), try again the files whose "
-                   "rows failed, and append the rest")
+                   help="keep the rows already in --output (or its .partial file) of files that have not changed "
+                   "since (same real path, size and times), classify again those that changed or whose rows failed, "
+                   "and append the rest")
     p.add_argument("--tta", action="store_true",
                    help="average over the 8 rotations and mirror images (8x slower)")
 
