@@ -205,7 +205,7 @@ class RowWriter:
         self._lock.release()
 
     def abandon(self) -> None:
-        """Keep the partial file for ``--resume``."""
+        """Keep the partial file for ``--resume`` (if the run got as far as the output, that stays)."""
         self._fh.close()
         self._lock.release()
 
@@ -272,12 +272,13 @@ def main(args) -> int:
         raise SystemExit(f"error: cannot write {args.output}: {exc.strerror or exc}") from None
     todo = writer.todo if writer else paths
     failed = 0
-    bar = tqdm(total=len(todo), unit="img", disable=None if writer else True, file=sys.stderr)
-    if fmt == "table":
-        if hasattr(sys.stdout, "reconfigure"):  # a file name that is not UTF-8 is shown, not a crash
-            sys.stdout.reconfigure(errors="surrogateescape")
-        print(f"{'path':<40} {'label':<6} {'conf':>5}  {'decision':<9} top-{args.top_k}")
-    try:
+    bar = None
+    try:  # from here on, whatever stops the run keeps the partial file and lets go of the output's lock
+        bar = tqdm(total=len(todo), unit="img", disable=None if writer else True, file=sys.stderr)
+        if fmt == "table":
+            if hasattr(sys.stdout, "reconfigure"):  # a file name that is not UTF-8 is shown, not a crash
+                sys.stdout.reconfigure(errors="surrogateescape")
+            print(f"{'path':<40} {'label':<6} {'conf':>5}  {'decision':<9} top-{args.top_k}")
         for row in classify_paths(clf, todo, args.workers, args.tta):
             rec = record(clf, row, args.top_k)
             failed += bool(row.error)
@@ -286,16 +287,22 @@ def main(args) -> int:
             else:
                 print(_table_line(rec))
             bar.update()
-    except KeyboardInterrupt:
         bar.close()
+        if writer:
+            writer.finish()
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
         if writer:
             writer.abandon()
             print(f"interrupted: {writer.partial} keeps the rows so far; rerun with --resume to continue",
                   file=sys.stderr)
         return 130
-    bar.close()
+    except BaseException:
+        if writer:
+            writer.abandon()
+        raise
     if writer:
-        writer.finish()
         failed = writer.failed
         print(f"{writer.rows} images, {failed} failed -> {args.output}", file=sys.stderr)
     print(DISCLAIMER, file=sys.stderr)

@@ -93,10 +93,10 @@ class OutputLock:
     def release(self) -> None:
         """Remove the lock file, then let go of the lock (in that order, so that a process waiting
         on the removed file sees it removed and takes a new one)."""
-        if self._fd is None:
+        fd, self._fd = self._fd, None  # once only, even if interrupted
+        if fd is None:
             return
         try:
             self.path.unlink(missing_ok=True)
         finally:
-            os.close(self._fd)
-            self._fd = None
+            os.close(fd)
