@@ -1,13 +1,29 @@
 """The ``lesionlite`` command, assembled above every layer from the edge, convert and training commands.
 Edge subcommands import only numpy, Pillow and LiteRT; subcommands that need TensorFlow import it
-lazily and say how to install it."""
+lazily and say how to install it. Ctrl-C at any moment ends it with status 130 and one line, never a
+traceback: while its modules load, a handler installed first thing exits at once (nothing is
+written yet); from :func:`main` on, KeyboardInterrupt is handled."""
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
+import signal
 import sys
-from typing import Callable
+
+
+def _interrupted_while_loading(signum: int, frame: object) -> None:
+    os.write(2, b"interrupted\n")
+    os._exit(130)
+
+
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored (a background job)
+    try:
+        signal.signal(signal.SIGINT, _interrupted_while_loading)
+    except ValueError:  # imported by a thread other than the main one: nothing to guard
+        pass
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+from typing import Callable  # noqa: E402
 
 SKLEARN_HINT = ("this command needs scikit-learn: pip install 'lesionlite[train]' "
                 "(or: pip install -e '.[train]' in a checkout)")
@@ -16,10 +32,16 @@ TF_HINT = ("this command needs TensorFlow: pip install 'lesionlite[train]' "
 
 
 def _handler(module: str, needs: str | None = None, hint: str = "",
-             unless: str | None = None) -> Callable[[argparse.Namespace], int]:
+             unless: str | None = None, edge: bool = False) -> Callable[[argparse.Namespace], int]:
     """Import ``module`` only when its command runs; a missing ``needs`` package becomes a hint
-    (not looked for when the option ``unless`` names is given: that option does without it)."""
+    (not looked for when the option ``unless`` names is given: that option does without it). An
+    ``edge`` command first makes freed memory go back to the system (not for TensorFlow's commands:
+    its allocator is its own business)."""
     def run(args: argparse.Namespace) -> int:
+        if edge:
+            from lesionlite.edge.heap import return_freed_memory
+
+            return_freed_memory()
         if needs and not (unless and getattr(args, unless)):
             try:
                 importlib.import_module(needs)
@@ -38,13 +60,13 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def _model_options() -> argparse.ArgumentParser:
-    from lesionlite.edge.args import positive
+    from lesionlite.edge.args import thread_count
     from lesionlite.edge.runtime import RUNTIMES
 
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("model")
     g.add_argument("--model", "-m", help="bundle folder or .tflite (default: the shipped bundle)")
-    g.add_argument("--threads", type=positive(int), help="interpreter threads (default: the runtime's)")
+    g.add_argument("--threads", type=thread_count, help="interpreter threads (default: the runtime's)")
     g.add_argument("--runtime", default="auto", choices=("auto", *RUNTIMES),
                    help="interpreter: ai-edge-litert, tflite-runtime or tensorflow (default: first found)")
     g.add_argument("--labels", dest="labels_file", metavar="FILE",
@@ -78,9 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text, module in edge_commands:
         p = sub.add_parser(name, help=help_text, parents=[model], description=help_text)
         module.add_arguments(p)
-        p.set_defaults(handler=_handler(module.__name__))
+        p.set_defaults(handler=_handler(module.__name__, edge=True))
     scale_cli.add_arguments(sub.choices["classify"])  # --engine ray: the same rows, computed by Ray Data
-    sub.choices["classify"].set_defaults(handler=_handler(scale_cli.__name__))
+    sub.choices["classify"].set_defaults(handler=_handler(scale_cli.__name__, edge=True))
 
     p = sub.add_parser("info", help="show a model bundle's metadata", parents=[model])
     p.set_defaults(handler=_handler("lesionlite.edge.info"))
@@ -110,6 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_loading:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, KeyboardInterrupt
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     from lesionlite.edge.errors import LesionliteError
 
     parser = build_parser()

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
-from lesionlite.edge.args import output_path, positive
+from lesionlite.edge.args import output_path, positive, thread_count
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.errors import LesionliteError
 from lesionlite.edge.files import find_images
-from lesionlite.edge.preprocess import ImageError
+from lesionlite.edge.io import Busy, OutputLock
+from lesionlite.edge.preprocess import ImageError, open_file
 from lesionlite.edge.result import Prediction
+from lesionlite.edge.resume import COLUMNS as RESUME_COLUMNS, real_path, resume_plan, row_fields
 from lesionlite.edge.scope import OUT_OF_SCOPE
 
 if TYPE_CHECKING:
@@ -33,6 +35,8 @@ class Row:
     path: str
     prediction: Prediction | None = None
     error: str = ""
+    stat: os.stat_result | None = None
+    """The file's status when it was opened to be read (:func:`lesionlite.edge.resume.row_fields`)."""
 
 
 def classify_paths(clf: Classifier, paths: list[str], workers: int = 2, tta: bool = False,
@@ -40,10 +44,12 @@ def classify_paths(clf: Classifier, paths: list[str], workers: int = 2, tta: boo
     """Yield a :class:`Row` per path, in order. ``workers`` threads decode up to ``2 * workers + 1``
     files ahead of the interpreter; a file that cannot be read yields a row with ``error`` set. ``alter``
     changes each decoded image first (a simulated light or camera, :mod:`lesionlite.edge.degrade`)."""
-    def load(path: str) -> np.ndarray:
-        if alter:  # decoded as pixels() decodes (JPEG draft mode), so only the alteration differs
-            return clf.preprocess(alter.load(path, max(clf.spec.height, clf.spec.width)))
-        return clf.preprocess(path)
+    def load(path: str) -> tuple[np.ndarray, os.stat_result]:
+        fh, st = open_file(path)  # a FIFO or device is refused here, never read
+        with fh:
+            if alter:  # decoded as pixels() decodes (JPEG draft mode), so only the alteration differs
+                return clf.preprocess(alter.load(fh, max(clf.spec.height, clf.spec.width))), st
+            return clf.preprocess(fh), st
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         pending: deque[tuple[str, Future]] = deque()
@@ -58,7 +64,8 @@ def classify_paths(clf: Classifier, paths: list[str], workers: int = 2, tta: boo
             if nxt is not None:
                 pending.append((nxt, pool.submit(load, nxt)))
             try:
-                yield Row(path, clf.predict(fut.result(), tta))
+                rgb, st = fut.result()
+                yield Row(path, clf.predict(rgb, tta), stat=st)
             except (ImageError, OSError) as exc:
                 yield Row(path, error=row_error(exc))
 
@@ -70,29 +77,24 @@ def row_error(exc: ImageError | OSError) -> str:
     return f"cannot read: {exc.strerror or exc}"
 
 
-class ResumeError(LesionliteError, ValueError):
-    """The output cannot be continued (not this command's output) or would lose an interrupted run's rows."""
-
-
-def same_file(path: str) -> str:
-    """The key ``--resume`` matches rows by: ``photos/a.jpg`` and ``./photos//a.jpg`` are one file."""
-    return os.path.realpath(path)
-
-
 def columns(codes: list[str]) -> list[str]:
     """The CSV columns of an output for a model with these class codes."""
     return ["path", "label", "confidence", "decision", *(f"p_{c}" for c in codes), "error", "name", "reason",
-            "scope"]
+            "scope", *RESUME_COLUMNS]
+
+
+class ResumeError(LesionliteError, ValueError):
+    """The output cannot be continued (not this command's output) or would lose an interrupted run's rows."""
 
 
 class RowWriter:
     """Streams rows to ``OUTPUT.partial`` and renames it to ``OUTPUT`` when done, so ``OUTPUT``
     is never half-written. A partial file left by an interrupted run is refused unless ``resume``;
-    with ``resume``, the rows of either file are kept and their files skipped, except failed rows of
-    files among ``paths``, which are tried again. The kept rows reach the new partial file
-    through a rename, so no kill leaves less on disk than before. A file that is not a lesionlite
-    output of this format and model is refused (:class:`ResumeError`). A path that is not valid
-    UTF-8 is written byte for byte in CSV and escaped (``\\udcff``) in JSON lines; either way
+    with ``resume``, the rows of either file that :func:`~lesionlite.edge.resume.resume_plan` keeps
+    are written first, and ``todo`` lists the files still to classify. The kept rows reach the new
+    partial file through a rename, so no kill leaves less on disk than before. A file that is not a
+    lesionlite output of this format and model is refused (:class:`ResumeError`). A path that is
+    not valid UTF-8 is written byte for byte in CSV and escaped (``\\udcff``) in JSON lines; either way
     ``--resume`` finds it again. ``earlier`` are rows written elsewhere since (another engine's
     shards of an interrupted run): with ``resume`` they count as newer than either file's."""
 
@@ -101,23 +103,36 @@ class RowWriter:
         self.output, self.fmt, self.codes = Path(os.path.realpath(output)), fmt, codes
         self.partial = self.output.with_name(self.output.name + ".partial")
         self.columns = columns(codes)
+        try:  # one process at a time reads and writes OUTPUT and OUTPUT.partial
+            self._lock = OutputLock(self.output.with_name(self.output.name + ".lock"))
+        except Busy as exc:
+            raise ResumeError(f"{output}: {exc}; wait for it to finish or name another --output") from None
+        try:
+            self._start(resume, paths, earlier)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _start(self, resume: bool, paths: Iterable[str], earlier: Iterable[dict]) -> None:
         if not resume and self.partial.exists():
             raise ResumeError(f"{self.partial} holds the rows of an interrupted run: add --resume to "
                               "continue it, or delete it to start again")
+        if not resume and not self._replaceable(self.output):
+            raise ResumeError(f"cannot overwrite {self.output}: it is not a lesionlite {self.fmt.upper()} output for "
+                              "this model's labels; name another --output or delete it")
         previous = (self._read(self.output) + self._read(self.partial) + list(earlier)) if resume else []
-        retry = {same_file(p) for p in paths}
-        latest = {same_file(r["path"]): r for r in previous}  # a file in both counts once
-        kept = {k: r for k, r in latest.items() if not r.get("error") or k not in retry}
-        self.done = {k for k, r in kept.items() if not r.get("error")}
-        self.rows, self.failed = len(kept), len(kept) - len(self.done)
+        plan = resume_plan(previous, paths)
+        kept, self.todo = plan.kept, plan.todo
+        self.rows, self.failed = len(kept), plan.failed
         fresh = self.partial.with_name(self.partial.name + ".tmp")
         self._fh = open(fresh, "w", encoding="utf-8", errors="surrogateescape", newline="")
         try:
-            if fmt == "csv":
-                self._csv = csv.DictWriter(self._fh, self.columns, lineterminator="\n")
+            if self.fmt == "csv":
+                # every field quoted: a carriage return in a file name is not a line break to any reader
+                self._csv = csv.DictWriter(self._fh, self.columns, lineterminator="\n", quoting=csv.QUOTE_ALL)
                 self._csv.writeheader()
-            for r in kept.values():
-                self._write(r)
+            for key, r in kept.items():
+                self._write(r if r.get("real_path") else {**r, "real_path": key})
             self._fh.flush()
             os.fsync(self._fh.fileno())
             os.replace(fresh, self.partial)  # the handle follows the file to its new name
@@ -126,28 +141,50 @@ class RowWriter:
             fresh.unlink(missing_ok=True)
             raise
 
-    def pending(self, paths: Iterable[str]) -> list[str]:
-        """The ``paths`` whose rows are still to be written (not done in a resumed output)."""
-        return [p for p in paths if same_file(p) not in self.done]
+    def _replaceable(self, path: Path) -> bool:
+        """True for a missing or empty file, or an output of this command, format and labels (judged by
+        its first line): a rerun replaces its own earlier output, never someone else's file."""
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(1 << 16)
+        except FileNotFoundError:
+            return True
+        first = head.split(b"\n", 1)[0].decode("utf-8", "surrogateescape")
+        if not head:
+            return True
+        if self.fmt == "csv":
+            try:
+                return self._known_columns(next(csv.reader([first]), None))
+            except csv.Error:
+                return False
+        try:
+            row = json.loads(first)
+        except ValueError:
+            return False
+        return isinstance(row, dict) and {"path", "error"} <= row.keys()
 
     def _read(self, path: Path) -> list[dict]:
         if not path.is_file():
             return []
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:  # "\r" stays "\r"
+            text = fh.read()
         if not text:
             return []
         if self.fmt == "csv":
             reader = csv.DictReader(io.StringIO(text))
-            if reader.fieldnames != self.columns:
+            try:
+                known = self._known_columns(reader.fieldnames)
+                rows = list(reader) if known else []
+            except csv.Error:  # a NUL byte, say: not text this command wrote
+                known = False
+            if not known:
                 raise ResumeError(f"cannot resume: {path} is not a lesionlite CSV for this model's labels; "
                                   "name another --output or delete it")
-            rows = list(reader)
             if rows and not text.endswith("\n"):
                 rows.pop()  # a line cut by a kill: that file is classified again
             return [r for r in rows if None not in r and None not in r.values()]
-        lines = text.splitlines()
-        if not text.endswith("\n"):
-            lines.pop()  # a line cut by a kill: that file is classified again
+        lines = text.split("\n")  # only "\n" ends a line: json.dumps escapes the others
+        lines.pop()  # "" after the last line's end, or a line cut by a kill: that file is classified again
         try:
             rows = [json.loads(line) for line in lines]
         except json.JSONDecodeError:
@@ -158,6 +195,11 @@ class RowWriter:
             raise ResumeError(f"cannot resume: {path} is not a lesionlite JSON-lines output for this model's labels; "
                               "name another --output or delete it")
         return rows
+
+    def _known_columns(self, names: list[str] | None) -> bool:
+        """A header this command writes for these labels, or wrote before it had all of today's columns."""
+        required = {"path", "label", "error", *(f"p_{c}" for c in self.codes)}
+        return bool(names) and len(set(names)) == len(names) and required <= set(names) <= set(self.columns)
 
     def _write(self, record: dict) -> None:
         if self.fmt == "csv":
@@ -175,15 +217,18 @@ class RowWriter:
         os.fsync(self._fh.fileno())  # on disk before the rename, so a power cut leaves one whole file
         self._fh.close()
         os.replace(self.partial, self.output)
+        self._lock.release()
 
     def abandon(self) -> None:
-        """Keep the partial file for ``--resume``."""
+        """Keep the partial file for ``--resume`` (if the run got as far as the output, that stays)."""
         self._fh.close()
+        self._lock.release()
 
 
 def record(clf: Classifier, row: Row, top_k: int) -> dict:
-    """One output row: the flat form used by CSV and JSON lines."""
-    rec: dict = {"path": row.path, "error": row.error}
+    """One output row: the flat form used by CSV and JSON lines, with the file's real path and
+    identity (:func:`lesionlite.edge.resume.row_fields`)."""
+    rec: dict = {"path": row.path, "error": row.error, **row_fields(row.path, row.stat)}
     if row.prediction is None:
         return rec
     res = clf.result(row.prediction, top_k)
@@ -201,10 +246,11 @@ def add_arguments(p) -> None:
                    help="write rows to this file (atomically); default: table on stdout")
     p.add_argument("--format", choices=FORMATS, help="csv, jsonl or table (default: from --output's suffix)")
     p.add_argument("--top-k", type=positive(int), default=3)
-    p.add_argument("--workers", type=positive(int), default=2, help="decoding threads running ahead of the model")
+    p.add_argument("--workers", type=thread_count, default=2, help="decoding threads running ahead of the model")
     p.add_argument("--resume", action="store_true",
-                   help="keep the rows already in --output (or its .partial file), try again the files whose "
-                   "rows failed, and append the rest")
+                   help="keep the rows already in --output (or its .partial file) of files that have not changed "
+                   "since (same real path, size and times), classify again those that changed or whose rows failed, "
+                   "and append the rest")
     p.add_argument("--tta", action="store_true",
                    help="average over the 8 rotations and mirror images (8x slower)")
 
@@ -237,6 +283,8 @@ def main(args) -> int:
         print(f"note: {line}", file=sys.stderr)
     if not paths:
         raise SystemExit("error: no image files found in " + " ".join(args.paths))
+    if args.output and real_path(args.output) in {real_path(p) for p in paths}:
+        raise SystemExit(f"error: --output {args.output} is one of the images to classify; name another file")
     clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)
     try:
         writer = RowWriter(Path(args.output), fmt, clf.bundle.codes, args.resume, paths) if args.output else None
@@ -244,14 +292,15 @@ def main(args) -> int:
         raise SystemExit(f"error: {exc}") from None
     except OSError as exc:  # named as the user named it, not by its partial file's name
         raise SystemExit(f"error: cannot write {args.output}: {exc.strerror or exc}") from None
-    todo = writer.pending(paths) if writer else paths
+    todo = writer.todo if writer else paths
     failed = declined = 0
-    bar = tqdm(total=len(todo), unit="img", disable=None if writer else True, file=sys.stderr)
-    if fmt == "table":
-        if hasattr(sys.stdout, "reconfigure"):  # a file name that is not UTF-8 is shown, not a crash
-            sys.stdout.reconfigure(errors="surrogateescape")
-        print(f"{'path':<40} {'label':<6} {'conf':>5}  {'decision':<12} top-{args.top_k}")
-    try:
+    bar = None
+    try:  # from here on, whatever stops the run keeps the partial file and lets go of the output's lock
+        bar = tqdm(total=len(todo), unit="img", disable=None if writer else True, file=sys.stderr)
+        if fmt == "table":
+            if hasattr(sys.stdout, "reconfigure"):  # a file name that is not UTF-8 is shown, not a crash
+                sys.stdout.reconfigure(errors="surrogateescape")
+            print(f"{'path':<40} {'label':<6} {'conf':>5}  {'decision':<12} top-{args.top_k}")
         for row in classify_paths(clf, todo, args.workers, args.tta):
             rec = record(clf, row, args.top_k)
             failed += bool(row.error)
@@ -261,16 +310,22 @@ def main(args) -> int:
             else:
                 print(_table_line(rec))
             bar.update()
-    except KeyboardInterrupt:
         bar.close()
+        if writer:
+            writer.finish()
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
         if writer:
             writer.abandon()
             print(f"interrupted: {writer.partial} keeps the rows so far; rerun with --resume to continue",
                   file=sys.stderr)
         return 130
-    bar.close()
+    except BaseException:
+        if writer:
+            writer.abandon()
+        raise
     if writer:
-        writer.finish()
         failed = writer.failed
         print(f"{writer.rows} images, {failed} failed -> {args.output}", file=sys.stderr)
     if declined:

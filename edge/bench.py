@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lesionlite.edge.args import output_path, positive
+from lesionlite.edge.args import json_output_path, thread_count
 from lesionlite.edge.batch import classify_paths
 from lesionlite.edge.files import find_images
 from lesionlite.edge.bundle import BundleError, models_dir
@@ -200,14 +200,17 @@ def add_arguments(p) -> None:
                    help="also time this reference model the same way and print ours/reference "
                    f"(alone: the shipped {REFERENCE_NAME})")
     sweep = p.add_mutually_exclusive_group()
-    sweep.add_argument("--sweep", type=positive(int), nargs="+", metavar="THREADS",
+    sweep.add_argument("--sweep", type=thread_count, nargs="+", metavar="THREADS",
                        help="thread counts to sweep (default: 1, 2 and the CPU count)")
     sweep.add_argument("--no-sweep", action="store_true", help="skip the threads sweep")
     p.add_argument("--folder", type=_folder, help="also time classifying this folder (images/s against the invoke bound)")
-    p.add_argument("--workers", type=positive(int), default=2, help="decode workers for --folder")
+    p.add_argument("--workers", type=thread_count, default=2, help="decode workers for --folder")
     p.add_argument("--cold-start", action="store_true",
                    help="also time `lesionlite classify` in a fresh process next to `import tensorflow`")
-    p.add_argument("--json", type=output_path, help="write the figures to this JSON file")
+    p.add_argument("--memory", action="store_true",
+                   help="instead of latency: the peak memory of `lesionlite classify` and `lesionlite serve` on "
+                   "7070 x 7070 images of every kind, against their targets (exit 1 when over; about 2 minutes)")
+    p.add_argument("--json", type=json_output_path, help="write the figures to this JSON file")
 
 
 def _folder(text: str) -> ImageFolder:
@@ -223,6 +226,11 @@ def _folder(text: str) -> ImageFolder:
 def main(args) -> int:
     if args.runs < 1 or args.warmup < 0:
         raise SystemExit("error: --runs must be >= 1 and --warmup >= 0")
+    model_args = [a for flag, v in (("--model", args.model), ("--runtime", args.runtime),
+                                    ("--threads", args.threads), ("--labels", args.labels_file))
+                  if v is not None for a in (flag, str(v))]
+    if args.memory:
+        return _memory(args, model_args)
     if args.reference is not None:  # a reference that cannot run fails now, not after the timing
         try:
             Classifier(args.reference, args.threads, args.runtime)
@@ -247,12 +255,26 @@ def main(args) -> int:
         image_path = args.image or sample_image()
         if not image_path:
             raise SystemExit("error: --cold-start needs --image FILE")
-        model_args = [a for flag, v in (("--model", args.model), ("--runtime", args.runtime),
-                                        ("--threads", args.threads), ("--labels", args.labels_file))
-                      if v is not None for a in (flag, str(v))]
         r["cold_start"] = cold_start(str(image_path), model_args)
     print(format_report(r))
     if args.json:
         atomic_write_text(args.json, json.dumps(r, indent=2))
         print(f"wrote {args.json}", file=sys.stderr)
     return 0
+
+
+def _memory(args, model_args: list[str]) -> int:
+    """``--memory``: :mod:`lesionlite.edge.membench`'s figures; exit 1 when one is over its target."""
+    import importlib.util
+
+    from lesionlite.edge import membench
+
+    serve = all(importlib.util.find_spec(m) for m in ("flask", "waitress"))
+    if not serve:
+        print("note: Flask or waitress is not installed: serve is not measured", file=sys.stderr)
+    r = membench.run(model_args, serve)
+    print(membench.format_report(r))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(r, indent=2))
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 1 if membench.over_target(r) else 0

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lesionlite.edge.args import output_path, positive
+from lesionlite.edge.args import json_output_path, thread_count
 from lesionlite.edge.batch import classify_paths
 from lesionlite.edge.bundle import SPLIT_FILE, Bundle, sha256_file, trained_on
 from lesionlite.edge.classifier import Classifier
@@ -103,14 +103,14 @@ def add_arguments(p) -> None:
     p.add_argument("--images", help="folder holding the images (default: the CSV's folder)")
     p.add_argument("--split-file", help="a split.csv: evaluate only the images of --split")
     p.add_argument("--split", choices=("train", "val", "test"), help="with --split-file (default: test)")
-    p.add_argument("--workers", type=positive(int), default=2)
+    p.add_argument("--workers", type=thread_count, default=2)
     p.add_argument("--tta", action="store_true", help="average over the 8 rotations and mirror images")
     p.add_argument("--light", type=_gains, metavar="R,G,B",
                    help="simulate another light: multiply each colour channel first (e.g. 1.15,1,0.8 "
                    "warm, 0.85,1,1.2 cool) to see how far the answers move")
     p.add_argument("--degrade", choices=tuple(DEGRADATIONS),
                    help=f"simulate another camera or hand (after --light): {DEGRADE_HELP}")
-    p.add_argument("--json", type=output_path, help="write the metrics to this JSON file")
+    p.add_argument("--json", type=json_output_path, help="write the metrics to this JSON file")
 
 
 def _gains(text: str) -> tuple[float, float, float]:

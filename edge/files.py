@@ -34,16 +34,17 @@ class Found(NamedTuple):
 
 
 def find_images(paths: Iterable[str]) -> Found:
-    """Files named directly (any kind), plus image files found recursively in folders
-    (:func:`scan_folder`). A path that does not exist, or an empty one (an unset variable), is
-    refused before any work (:class:`FileNotFoundError`)."""
+    """Files named directly (any kind: a FIFO, a device or a broken link is listed too, and its
+    reading fails with a reason), plus image files found recursively in folders (:func:`scan_folder`).
+    A path that does not exist, or an empty one (an unset variable), is refused before any work
+    (:class:`FileNotFoundError`)."""
     images: list[str] = []
     skipped: list[str] = []
     for p in paths:
         if not p:
             raise FileNotFoundError(2, "an empty path is not a file or folder", "''")
         path = Path(p)
-        if not path.exists():
+        if not os.path.lexists(path):
             raise FileNotFoundError(2, "no such file or folder", p)
         if path.is_dir():
             found = scan_folder(path)
@@ -57,7 +58,10 @@ def find_images(paths: Iterable[str]) -> Found:
 def scan_folder(folder: Path) -> Found:
     """The image files under ``folder``, sorted; hidden files and folders are left out, and so are
     linked folders (a link may lead anywhere, ``/`` included), each named in ``skipped`` with any
-    folder that cannot be read and any image file of a kind that is not decoded."""
+    folder that cannot be read and any image file of a kind that is not decoded. An entry with an
+    image file's name that is not a regular file (a FIFO, a link to a device, a broken link, a link
+    loop) is listed: reading it fails with a reason (:func:`~lesionlite.edge.preprocess.open_file`),
+    so it gets a row that names it rather than vanishing."""
     found: list[str] = []
     skipped: list[str] = []
     links: list[str] = []
@@ -83,4 +87,4 @@ def scan_folder(folder: Path) -> Found:
     if undecoded:
         skipped.append(f"{len(undecoded)} file(s) in {folder} of a kind lesionlite cannot decode "
                        f"({', '.join(sorted(set(undecoded)))}) left out: convert them to JPEG")
-    return Found(sorted(f for f in found if os.path.isfile(f)), skipped)
+    return Found(sorted(found), skipped)

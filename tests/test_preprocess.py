@@ -188,3 +188,120 @@ def test_a_dark_sixteen_bit_png_opened_as_32_bit_stays_dark(tmp_path):
     grey = Image.fromarray(np.full((64, 64), 200, np.int32), "I")  # as older Pillow opens a 16-bit PNG
     grey.format = "PNG"
     assert np.asarray(preprocess.to_rgb(grey)).max() == 1
+
+
+def _exif(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
+TURNS = {1: None, 3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_270}
+"""EXIF orientations and the transposition that makes each upright."""
+
+
+def _whole_image_reference(plain, orientation: int, size=(224, 224), crop="center_square") -> np.ndarray:
+    """The model input of ``plain`` stored with ``orientation``, as decoded whole: the unturned file
+    converted to RGB as one image, turned upright, cropped and resized."""
+    im = Image.open(plain)
+    rgb = preprocess._to_rgb(im, preprocess._scale16(im))
+    if TURNS[orientation]:
+        rgb = rgb.transpose(TURNS[orientation])
+    if crop == "center_square":
+        rgb = preprocess.center_square(rgb)
+    return np.asarray(rgb.resize(size[::-1], Image.BILINEAR) if size else rgb)
+
+
+@pytest.mark.parametrize("mode,fmt", [("I;16", "png"), ("I;16", "tiff"), ("F", "tiff"), ("P", "gif"),
+                                      ("RGBA", "png"), ("CMYK", "tiff"), ("LA", "png"), ("RGB", "png")])
+@pytest.mark.parametrize("orientation", [1, 6, 3])
+def test_images_up_to_the_reduction_size_are_converted_in_tiles_exactly_as_whole(mode, fmt, orientation,
+                                                                                 fullres_images, tmp_path):
+    if fmt == "gif" and orientation != 1:
+        pytest.skip("a GIF has no orientation")
+    rgb = Image.open(fullres_images[0]).convert("RGB").resize((701, 523))  # over a tile: converted in parts
+    assert 701 * 523 > preprocess.BAND_PIXELS
+    if mode == "I;16":
+        im = Image.fromarray(np.asarray(rgb.convert("L"), np.uint16) * 199)
+    elif mode == "P":
+        im = rgb.convert("P")
+        im.info["transparency"] = 3
+    else:
+        im = rgb.convert(mode)
+    plain, turned = tmp_path / f"plain.{fmt}", tmp_path / f"turned.{fmt}"
+    im.save(plain, **({"transparency": 3} if fmt == "gif" else {}))
+    im.save(turned, **({"exif": _exif(orientation)} if fmt != "gif" else {"transparency": 3}))
+    for crop in ("center_square", "none"):
+        assert np.array_equal(pixels(turned, (224, 224), crop=crop),
+                              _whole_image_reference(plain, orientation, crop=crop))
+    assert np.array_equal(np.asarray(preprocess.load_image(turned)),
+                          _whole_image_reference(plain, orientation, size=None, crop="none"))
+
+
+@pytest.mark.parametrize("mode", ["I;16", "RGBA", "CMYK", "F"])
+def test_a_tiff_turned_by_its_orientation_tag_is_upright_in_every_mode(mode, fullres_images, tmp_path):
+    rgb = Image.open(fullres_images[0]).convert("RGB")
+    im = Image.fromarray(np.asarray(rgb.convert("L"), np.uint16) * 257) if mode == "I;16" else rgb.convert(mode)
+    im.save(tmp_path / "plain.tif")
+    im.save(tmp_path / "turned.tif", exif=_exif(6))  # stored on its side: viewers turn it clockwise
+    plain = preprocess.load_image(tmp_path / "plain.tif").transpose(Image.Transpose.ROTATE_270)
+    assert np.array_equal(np.asarray(preprocess.load_image(tmp_path / "turned.tif")), np.asarray(plain))
+
+
+def test_an_image_over_the_reduction_size_is_reduced_first_to_nearly_the_same_input(fullres_images, tmp_path,
+                                                                                    monkeypatch):
+    big = Image.open(fullres_images[0]).convert("RGB").resize((3600, 2700), Image.BICUBIC)  # 9.7 megapixels
+    big.save(tmp_path / "big.png", exif=_exif(8))
+    reduced = pixels(tmp_path / "big.png", (224, 224))
+    assert preprocess._reduction(3600, 2700, 224) == 6  # 600 x 450 before the last resize
+    monkeypatch.setattr(preprocess, "REDUCE_ABOVE", 10**9)
+    monkeypatch.setattr(preprocess, "MAX_DECODE_BYTES", 2**31)
+    exact = pixels(tmp_path / "big.png", (224, 224))
+    assert reduced.shape == exact.shape and 0 < np.abs(reduced.astype(int) - exact).mean() < 2.0
+
+
+def test_an_image_too_large_to_decode_in_memory_is_refused_before_decoding(tmp_path, monkeypatch):
+    Image.new("RGB", (3000, 3000), (120, 80, 60)).save(tmp_path / "rgb.png")  # 36 MB as Pillow holds it
+    Image.new("L", (3000, 3000), 90).save(tmp_path / "grey.png")  # 9 MB
+    monkeypatch.setattr(preprocess, "MAX_DECODE_BYTES", 30 * 2**20)
+    monkeypatch.setattr(preprocess, "_BUDGET", preprocess._Budget(30 * 2**20))
+    with pytest.raises(ImageError, match=r"image too large to decode in memory: 3000x3000 pixels of mode RGB "
+                                         r"\(PNG\) need \d+ MiB \(limit 30 MiB\); save it smaller"):
+        pixels(tmp_path / "rgb.png", (224, 224))
+    assert pixels(tmp_path / "grey.png", (224, 224)).mean() == pytest.approx(90, abs=1)
+    assert preprocess._BUDGET.free == 30 * 2**20  # all of it given back
+
+
+def test_decoding_threads_wait_for_the_memory_in_the_order_they_asked():
+    import threading
+
+    budget = preprocess._Budget(100)
+    order: list[str] = []
+    first_holds, first_may_go = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with budget.hold(80):
+            order.append("first")
+            first_holds.set()
+            first_may_go.wait(10)
+
+    def take(name: str, nbytes: int) -> None:
+        with budget.hold(nbytes):
+            order.append(name)
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    first_holds.wait(10)
+    threads.append(threading.Thread(target=take, args=("large", 60)))
+    threads[1].start()
+    while not budget._queue:  # the large one is waiting
+        pass
+    threads.append(threading.Thread(target=take, args=("small", 10)))  # would fit now, but queues behind
+    threads[2].start()
+    while len(budget._queue) < 2:
+        pass
+    assert order == ["first"]
+    first_may_go.set()
+    for t in threads:
+        t.join(10)
+    assert order == ["first", "large", "small"] and budget.free == 100

@@ -281,3 +281,121 @@ def test_live_view_reopens_a_camera_that_drops_out(clf: Classifier, capsys, for_
         assert source.opens == 1 + RETRIES
     else:
         assert status["state"] == "live" and status["result"] is not None and "retrying (2/3)" not in err
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A real ``lesionlite serve`` (waitress) on a free port: its base URL's port."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import threading
+
+    pytest.importorskip("waitress")
+    proc = subprocess.Popen([sys.executable, "-m", "lesionlite.cli", "serve", "--port", "0"], cwd=ROOT,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    try:
+        port = None
+        for line in proc.stderr:
+            found = re.search(r"serving on http://127\.0\.0\.1:(\d+)", line)
+            if found:
+                port = int(found.group(1))
+                break
+        assert port, "lesionlite serve did not start"
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _request(port: int, method: str, path: str, body: bytes = b"", headers: dict | None = None,
+             timeout: float = 10) -> tuple[int, bytes, str]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body, headers or {})
+        response = conn.getresponse()
+        return response.status, response.read(), response.getheader("Content-Type", "")
+    finally:
+        conn.close()
+
+
+def test_idle_connections_do_not_keep_healthz_from_answering(server):
+    import socket
+
+    idle = [socket.create_connection(("127.0.0.1", server), timeout=5) for _ in range(150)]  # waitress' limit was 100
+    try:
+        status, body, kind = _request(server, "GET", "/healthz", timeout=5)
+        assert status == 200 and json.loads(body)["status"] == "ok" and kind == "application/json"
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_an_upload_far_over_the_limit_gets_the_pages_json_413(server):
+    boundary = "lesionlite-test"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"big.jpg\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode() + bytes(60 * 2**20) + f"\r\n--{boundary}--\r\n".encode()
+    status, payload, kind = _request(server, "POST", "/api/classify", body,
+                                     {"Content-Type": f"multipart/form-data; boundary={boundary}"}, timeout=60)
+    assert (status, kind) == (413, "application/json")
+    assert json.loads(payload) == {"error": "upload larger than the 16 MB limit", "status": 413}
+    assert _request(server, "GET", "/healthz")[0] == 200
+
+
+def test_save_dir_stops_at_its_limit_and_says_so(clf: Classifier, tmp_path: Path, capsys, monkeypatch) -> None:
+    from lesionlite.edge.serve import app as app_module
+
+    client = create_app(clf, save_dir=tmp_path / "kept", save_limit=2).test_client()
+    answers = [post(client, SAMPLE.read_bytes()).get_json() for _ in range(3)]
+    assert [bool(a["saved"]) for a in answers] == [True, True, False]
+    assert answers[2]["not_saved"] == "the save folder holds 2 photos, its limit (--save-limit 2)"
+    assert {k: v for k, v in answers[2].items() if k not in ("saved", "not_saved", "elapsed_ms")} == \
+        {k: v for k, v in answers[0].items() if k not in ("saved", "elapsed_ms")}  # answered all the same
+    assert len(list((tmp_path / "kept").iterdir())) == 4  # two photos and their sidecars
+    page = post(client, SAMPLE.read_bytes(), path="/classify").get_data(as_text=True)
+    assert 'id="not-saved"' in page and "its limit (--save-limit 2)" in page
+    assert capsys.readouterr().err.count("not keeping photos: the save folder holds 2 photos") == 1  # said once
+    roomy = create_app(clf, save_dir=tmp_path / "other").test_client()
+    monkeypatch.setattr(app_module, "SAVE_MIN_FREE", 2**62)  # a disk with less free than that
+    full = post(roomy, SAMPLE.read_bytes()).get_json()
+    assert full["saved"] is None and "MiB free on the save folder's disk" in full["not_saved"]
+    assert list((tmp_path / "other").iterdir()) == []
+
+
+def test_loadtest_counts_refused_requests_without_tracebacks(server, tmp_path):
+    import subprocess
+    import sys
+
+    def loadtest(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lesionlite.edge.serve.loadtest", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    good = loadtest(f"http://127.0.0.1:{server}", str(SAMPLE), "--requests", "8", "--warmup", "2")
+    assert good.returncode == 0, good.stderr
+    result = json.loads(good.stdout)
+    assert result["requests"] == 8 and result["failed"] == 0 and result["p50_ms"] > 0 and result["labels"]
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    refused = loadtest(f"http://127.0.0.1:{server}", str(tmp_path / "notes.jpg"), "--requests", "6", "--warmup", "0")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    result = json.loads(refused.stdout)
+    assert (result["requests"], result["failed"], result["requests_per_s"], result["p50_ms"]) == (0, 6, 0.0, None)
+    assert list(result["errors"]) == ["HTTP 400: not an image in an accepted format (bmp, gif, jpg, png, tif, webp)"]
+    assert refused.stderr.strip().splitlines() == [
+        "error: 6 of 6 requests failed (HTTP 400: not an image in an accepted format (bmp, gif, jpg, png, tif, webp))"]
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    down = loadtest(f"http://127.0.0.1:{closed}", str(SAMPLE), "--requests", "3", "--warmup", "0")
+    assert down.returncode == 1 and "Traceback" not in down.stderr and "ConnectionRefusedError" in down.stderr
+    for args, message in ((["nowhere", str(SAMPLE)], "expected http://HOST:PORT"),
+                          ([f"http://127.0.0.1:{server}", str(tmp_path / "missing.jpg")], "cannot read"),
+                          ([f"http://127.0.0.1:{server}", str(SAMPLE), "--requests", "0"], "expected 1 to 1,000,000")):
+        bad = loadtest(*args)
+        assert bad.returncode == 2 and message in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr

@@ -6,7 +6,7 @@ import argparse
 import functools
 import sys
 
-from lesionlite.edge.args import folder_path, non_negative, positive
+from lesionlite.edge.args import folder_path, in_range, positive
 from lesionlite.edge.camera.controls import ControlError, Controls
 from lesionlite.edge.camera.display import DISPLAYS, DisplayError, make_display
 from lesionlite.edge.camera.loop import Grabber, LiveLoop, prepare
@@ -28,14 +28,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames-dir", type=folder_path, default=None,
                    help="headless: where annotated frames go [SAVE_DIR/.frames, hidden so that "
                         "`lesionlite classify SAVE_DIR` sees only the shots]")
-    p.add_argument("--frame-every", type=non_negative(int), default=10, metavar="N",
+    p.add_argument("--frame-every", type=in_range(int, 0, 1_000_000), default=10, metavar="N",
                    help="headless: write every Nth annotated frame; 0 writes none [10]")
     p.add_argument("--frames", type=positive(int), default=None, metavar="N", help="stop after N frames")
-    p.add_argument("--auto-shoot", type=positive(float), default=None, metavar="SECONDS",
-                   help="take a shot every SECONDS")
+    p.add_argument("--auto-shoot", type=in_range(float, 0.01, 86400, " seconds"), default=None, metavar="SECONDS",
+                   help="take a shot every SECONDS (0.01 to 86400)")
     p.add_argument("--tta", action="store_true",
                    help="shots average the 8 rotations and mirror images (8x slower)")
-    p.add_argument("--fps", type=positive(float), default=10.0, help="replay: frames per second [10]")
+    p.add_argument("--fps", type=in_range(float, 0.1, 1000, " frames per second"), default=10.0,
+                   help="replay: frames per second, 0.1 to 1000 [10]")
     p.add_argument("--gpio-pin", type=int, default=None, metavar="PIN",
                    help="a shutter button between this GPIO pin (BCM) and ground (needs gpiozero)")
 

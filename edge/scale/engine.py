@@ -38,7 +38,8 @@ from lesionlite.edge.batch import ResumeError, Row, RowWriter, columns, output_f
 from lesionlite.edge.bundle import Bundle, BundleError, load_bundle
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.files import find_images
-from lesionlite.edge.preprocess import ImageError, InputSpec, model_pixels
+from lesionlite.edge.preprocess import ImageError, InputSpec, model_pixels, open_file
+from lesionlite.edge.resume import row_fields
 from lesionlite.edge.runtime import RuntimeUnavailable
 
 PATHS_PER_BLOCK = 128
@@ -101,14 +102,19 @@ def decode(batch: dict, spec: InputSpec, cwd: str) -> dict:
     decoded keeps its row with the error the local engine gives it (edge ``row_error``)."""
     os.chdir(cwd)
     images = np.zeros((len(batch["path"]), spec.height, spec.width, 3), np.uint8)
-    errors = []
+    errors, ids = [], []
     for i, raw in enumerate(batch["path"]):
+        st = None
         try:
-            images[i] = model_pixels(os.fsdecode(raw), spec)
+            fh, st = open_file(os.fsdecode(raw))  # a FIFO or device is refused here, as locally
+            with fh:
+                images[i] = model_pixels(fh, spec)
             errors.append("")
         except (ImageError, OSError) as exc:
             errors.append(row_error(exc))
-    return {"path": batch["path"], "image": images, "error": np.array(errors, dtype=object)}
+        ids.append(row_fields(os.fsdecode(raw), st)["file_id"])  # the identity --resume matches rows by
+    return {"path": batch["path"], "image": images, "error": np.array(errors, dtype=object),
+            "file_id": np.array(ids, dtype=object)}
 
 
 class Progress:
@@ -138,7 +144,7 @@ class Classify:
 
     def __call__(self, batch: dict):
         records = []
-        for raw, image, error in zip(batch["path"], batch["image"], batch["error"]):
+        for raw, image, error, file_id in zip(batch["path"], batch["image"], batch["error"], batch["file_id"]):
             path = os.fsdecode(raw)
             if error:
                 row = Row(path, error=str(error))
@@ -147,7 +153,7 @@ class Classify:
                     row = Row(path, self.clf.predict(image, self.tta))
                 except (ImageError, OSError) as exc:
                     row = Row(path, error=row_error(exc))
-            records.append(record(self.clf, row, self.top_k))
+            records.append({**record(self.clf, row, self.top_k), "file_id": str(file_id)})
         if self.progress is not None:
             self.progress.add.remote(len(records))  # not awaited: the bar may lag, the work does not
         return shard_table(records, self.columns)
@@ -395,7 +401,7 @@ def main(args) -> int:
                 raise SystemExit(f"error: {exc}") from None
             except OSError as exc:
                 raise SystemExit(f"error: cannot write {args.output}: {exc.strerror or exc}") from None
-            todo = writer.pending(paths)
+            todo = writer.todo
             run = shards / f"run-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
             the_plan = cluster_plan(args.actors)
             print(f"{where}: {len(todo)} of {len(paths)} images to classify, {the_plan}", file=log, flush=True)

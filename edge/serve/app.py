@@ -2,7 +2,9 @@
 
 One :class:`~lesionlite.edge.classifier.Classifier` is shared by all request threads (its invoke is
 locked). Uploads live in memory only, unless ``save_dir`` is given: then each classified
-image is written atomically under a server-made name, with a JSON sidecar holding the answer.
+image is written atomically under a server-made name, with a JSON sidecar holding the answer, as long
+as the folder holds fewer than ``save_limit`` of them and its disk keeps :data:`SAVE_MIN_FREE` free
+(:class:`SaveDir`; the answer says when a photo was not kept, and why).
 """
 from __future__ import annotations
 
@@ -11,6 +13,11 @@ import hashlib
 import io
 import ipaddress
 import json
+import os
+import re
+import shutil
+import sys
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -24,8 +31,9 @@ from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotFound, 
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.io import atomic_write_bytes, atomic_write_text
 from lesionlite.edge.labels import DECISION_COLOURS, DISCLAIMER
-from lesionlite.edge.preprocess import ImageError, load_image
+from lesionlite.edge.preprocess import ImageError, thumbnail
 from lesionlite.edge.scope import OUT_OF_SCOPE
+from lesionlite.edge.serve import SAVE_LIMIT, SAVE_MIN_FREE
 from lesionlite.edge.serve.live import LiveView
 
 FIELD = "image"
@@ -33,6 +41,7 @@ FIELD = "image"
 FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "GIF": "gif", "TIFF": "tif"}
 """Accepted upload formats (Pillow's name: file suffix); anything else is refused before decoding."""
 PREVIEW_SIDE = 480
+SAVED_NAME = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{12}\.json")
 SUMMARY_METRICS = ("n", "accuracy", "balanced_accuracy", "macro_auc", "ece", "mel_sensitivity_at_80_specificity")
 DECISION_TEXT = {
     "refer": "Have this lesion seen by a dermatologist.",
@@ -103,15 +112,15 @@ def image_format(data: bytes) -> str:
 
 def preview(data: bytes, side: int = PREVIEW_SIDE) -> str:
     """A small upright JPEG of the upload as a ``data:`` URL, so the page never stores it."""
-    im = load_image(data, min_side=side)
-    im.thumbnail((side, side))
+    im = thumbnail(data, side)
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def create_app(classifier: Classifier | None = None, save_dir: str | Path | None = None,
-               max_upload_mb: float = 16.0, loopback_only: bool = True, live: LiveView | None = None) -> Flask:
+               max_upload_mb: float = 16.0, loopback_only: bool = True, live: LiveView | None = None,
+               save_limit: int = SAVE_LIMIT) -> Flask:
     """The Flask app around ``classifier`` (default: the shipped bundle); ``live`` adds the
     camera view (``/live``, ``/live.jpg``, ``/api/live``).
 
@@ -120,9 +129,7 @@ def create_app(classifier: Classifier | None = None, save_dir: str | Path | None
     """
     clf = classifier or Classifier()
     info = model_info(clf)
-    save = Path(save_dir) if save_dir else None
-    if save:
-        save.mkdir(mode=0o700, parents=True, exist_ok=True)
+    save = SaveDir(Path(save_dir), save_limit) if save_dir else None
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
     too_large = f"upload larger than the {max_upload_mb:g} MB limit"
@@ -146,7 +153,7 @@ def create_app(classifier: Classifier | None = None, save_dir: str | Path | None
         payload = {**result.to_dict(), "model": {k: info[k] for k in ("name", "version", "sha256")},
                    "elapsed_ms": round(elapsed, 2)}
         if save:
-            payload["saved"] = store(save, data, FORMATS[fmt], payload)
+            payload.update(save.keep(data, FORMATS[fmt], payload))
         return data, payload
 
     @app.before_request
@@ -226,6 +233,43 @@ def create_app(classifier: Classifier | None = None, save_dir: str | Path | None
         return jsonify(status="ok", model=info["name"], sha256=info["sha256"], runtime=info["runtime"])
 
     return app
+
+
+class SaveDir:
+    """``--save-dir``: keeps each classified photo (:func:`store`) while the folder holds fewer than
+    ``limit`` photos saved so and keeping one leaves :data:`SAVE_MIN_FREE` free on its disk. When it
+    stops keeping them (and when it starts again) it says so once on stderr."""
+
+    def __init__(self, path: Path, limit: int = SAVE_LIMIT):
+        self.path, self.limit = path, limit
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._said: str | None = None
+
+    def why_not(self, size: int) -> str | None:
+        """Why a photo of ``size`` bytes would not be kept now, or None."""
+        with os.scandir(self.path) as entries:
+            kept = sum(1 for e in entries if SAVED_NAME.fullmatch(e.name))
+        if kept >= self.limit:
+            return f"the save folder holds {kept} photos, its limit (--save-limit {self.limit})"
+        if shutil.disk_usage(self.path).free - 2 * size < SAVE_MIN_FREE:
+            return f"keeping it would leave less than {SAVE_MIN_FREE // 2**20} MiB free on the save folder's disk"
+        return None
+
+    def keep(self, data: bytes, suffix: str, payload: dict) -> dict:
+        """``{"saved": stem}``, or ``{"saved": None, "not_saved": why}``."""
+        with self._lock:  # counted and written by one request at a time, so the limit holds
+            reason = self.why_not(len(data))
+            if reason is None:
+                try:
+                    stem = store(self.path, data, suffix, payload)
+                except OSError as exc:
+                    reason = f"it could not be written ({exc.strerror or exc})"
+            if reason != self._said:
+                print(f"lesionlite serve: not keeping photos: {reason}" if reason else
+                      "lesionlite serve: keeping photos again", file=sys.stderr, flush=True)
+                self._said = reason
+        return {"saved": None, "not_saved": reason} if reason else {"saved": stem}
 
 
 def store(directory: Path, data: bytes, suffix: str, payload: dict) -> str:

@@ -11,9 +11,10 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from lesionlite.edge.args import positive
+from lesionlite.edge.args import in_range
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.camera.sources import SourceError, open_source
+from lesionlite.edge.serve import SAVE_LIMIT, SAVE_MIN_FREE
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -24,6 +25,16 @@ FLASK_HINT = "lesionlite serve needs Flask: pip install 'lesionlite[serve]' (Fla
 
 SERVER_THREADS = 4
 """Request threads: decoding runs in parallel, the interpreter is shared under its lock."""
+CONNECTION_LIMIT = 1000
+"""Open connections waitress serves (its default, 100, let 100 idle ones stop /healthz from answering);
+fewer if the process may not open that many files."""
+CHANNEL_TIMEOUT = 20
+"""Seconds a connection may stay idle (waitress: 120) before it is closed, checked every 5 seconds."""
+BODY_LIMIT = 2**30
+"""Request bodies waitress takes (to a temporary file, not memory) before answering with its own
+plain-text 413: up to it, an upload over ``--max-upload-mb`` gets the page's JSON 413."""
+UPLOAD_MB_RANGE = (0.1, 64)
+"""``--max-upload-mb`` bounds: an upload is held in memory while it is classified, by each request thread."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,8 +47,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-dir", metavar="DIR",
                    help="keep each classified photo here under a server-made name, with a JSON sidecar "
                         "holding its result (default: keep nothing)")
-    p.add_argument("--max-upload-mb", type=positive(float), default=16.0, metavar="N",
-                   help="refuse larger uploads with 413 (default: 16)")
+    p.add_argument("--save-limit", type=in_range(int, 1, 1_000_000), default=SAVE_LIMIT, metavar="N",
+                   help=f"--save-dir keeps at most N photos, and stops while its disk has under "
+                        f"{SAVE_MIN_FREE // 2**20} MiB free; the answers then say the photo was not kept "
+                        f"(default: {SAVE_LIMIT})")
+    p.add_argument("--max-upload-mb", type=in_range(float, *UPLOAD_MB_RANGE, " MB"), default=16.0, metavar="N",
+                   help=f"refuse larger uploads with 413: {UPLOAD_MB_RANGE[0]:g} to {UPLOAD_MB_RANGE[1]:g} "
+                        "(default: 16)")
     p.add_argument("--camera", metavar="SOURCE",
                    help="also show a live camera view at /live: auto, picamera2, opencv:INDEX or replay:PATH")
 
@@ -58,7 +74,25 @@ def make_server(app: Flask, sock: socket.socket, max_body: int) -> Callable[[], 
         host, port = sock.getsockname()[:2]
         return dev_server(host, port, app, threaded=True, fd=sock.fileno()).serve_forever
     return create_server(app, sockets=[sock], threads=SERVER_THREADS, max_request_body_size=max_body,
-                         ident="lesionlite").run
+                         connection_limit=_connection_limit(), channel_timeout=CHANNEL_TIMEOUT, cleanup_interval=5,
+                         asyncore_use_poll=True, ident="lesionlite").run
+
+
+def _connection_limit() -> int:
+    """:data:`CONNECTION_LIMIT`, raising this process's open-file limit towards it where allowed."""
+    try:
+        import resource
+    except ImportError:
+        return CONNECTION_LIMIT
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = CONNECTION_LIMIT + 64  # the model, the listening socket, temporary files of large uploads
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            soft = want if hard == resource.RLIM_INFINITY else min(want, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        except (ValueError, OSError):
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return CONNECTION_LIMIT if soft == resource.RLIM_INFINITY else max(16, min(CONNECTION_LIMIT, soft - 64))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -93,7 +127,8 @@ def _serve(args: argparse.Namespace, clf: Classifier, live: LiveView | None) -> 
     from lesionlite.edge.serve.app import create_app, is_loopback
 
     try:
-        app = create_app(clf, args.save_dir, args.max_upload_mb, loopback_only=not args.expose, live=live)
+        app = create_app(clf, args.save_dir, args.max_upload_mb, loopback_only=not args.expose, live=live,
+                         save_limit=args.save_limit)
     except OSError as exc:
         raise SystemExit(f"error: cannot use --save-dir {args.save_dir}: {exc.strerror}") from None
     try:
@@ -105,7 +140,7 @@ def _serve(args: argparse.Namespace, clf: Classifier, live: LiveView | None) -> 
     if not is_loopback(host):
         print(f"warning: listening on {host}: anyone on the network who can reach this device can use the "
               "page and its API (no login, no TLS)", file=sys.stderr)
-    run = make_server(app, sock, 2 * app.config["MAX_CONTENT_LENGTH"] + (1 << 20))
+    run = make_server(app, sock, max(BODY_LIMIT, 2 * app.config["MAX_CONTENT_LENGTH"] + (1 << 20)))
     print(f"lesionlite: model {clf.bundle.name} ({clf.bundle.sha256[:12]}), serving on {url(host, port)}",
           file=sys.stderr, flush=True)
     try:
