@@ -396,7 +396,7 @@ def test_a_carriage_return_or_newline_in_a_name_is_quoted_and_resumed(tmp_path, 
         else:
             rows = [json.loads(line) for line in out.read_text().split("\n")[:-1]]
         assert sorted(os.path.basename(r["path"]) for r in rows) == sorted(names)
-        assert all(r["label"] and not r["error"] for r in rows)
+        assert all(r["decision"] and not r["error"] for r in rows)
 
 
 def test_a_second_process_on_the_same_output_is_refused_at_once(tmp_path, lesion_images):
@@ -483,7 +483,7 @@ def test_a_50_megapixel_image_is_classified_within_memory_or_refused_saying_why(
     proc = run_cli("classify", str(tmp_path / "grey16.png"), str(tmp_path / "rgb.png"), "-o", str(out))
     assert proc.returncode == 1, proc.stderr
     grey, rgb = (json.loads(line) for line in out.read_text().splitlines())
-    assert grey["error"] == "" and grey["label"]
+    assert grey["error"] == "" and grey["decision"]  # read and answered (a flat grey frame is out of scope)
     assert rgb["error"] == ("image too large to decode in memory: 7070x7070 pixels of mode RGB (PNG) need 198 MiB "
                             "(limit 110 MiB); save it smaller or as a baseline JPEG")
 

@@ -147,4 +147,4 @@ def test_any_upload_gets_an_answer_or_a_400_never_a_500(client, data: bytes, pag
     assert response.status_code in (200, 400, 413), response.get_data(as_text=True)[:500]
     if not page:
         body = response.get_json()
-        assert body["label"] if response.status_code == 200 else body["error"]
+        assert body["decision"] if response.status_code == 200 else body["error"]
