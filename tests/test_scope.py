@@ -194,6 +194,7 @@ def _tiny_sources(tmp: Path, lesion_images: list[Path], parrot: Path, root: Path
 def test_scope_command_fits_a_gate_and_keeps_the_logits(tmp_path, bundle_dir, lesion_images, parrot, root):
     """`lesionlite scope` on a bundle without a gate: the written bundle loads, carries the gate and
     its held-out table, answers with the same probabilities, and can be refitted."""
+    pytest.importorskip("sklearn", reason="lesionlite scope needs scikit-learn (pip install '.[train]')")
     src = _tiny_sources(tmp_path, lesion_images, parrot, root)
     old = _ungated_copy(bundle_dir, tmp_path / "old")
     ham = tmp_path / "ham"
@@ -224,6 +225,7 @@ def test_scope_command_fits_a_gate_and_keeps_the_logits(tmp_path, bundle_dir, le
 
 
 def test_scope_refuses_too_little_data_and_a_foreign_out(tmp_path, bundle_dir, lesion_images, parrot, root):
+    pytest.importorskip("sklearn", reason="lesionlite scope needs scikit-learn (pip install '.[train]')")
     src = _tiny_sources(tmp_path, lesion_images[:2], parrot, root)
     foreign = tmp_path / "mine"
     foreign.mkdir()
