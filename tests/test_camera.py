@@ -432,9 +432,7 @@ def test_window_falls_back_to_headless_and_overlay_needs_the_pi_preview(monkeypa
                                           reason="needs OpenCV (pip install '.[camera]')")),
     (["--source", "webcam"], "error: unknown source 'webcam'"),
     (["--model", "/no/such/bundle"], "error: model not found"),
-    pytest.param(["--source", f"replay:{LESIONS}", "--gpio-pin", "17"], "error: --gpio-pin needs gpiozero",
-                 marks=pytest.mark.skipif(importlib.util.find_spec("gpiozero") is not None,
-                                          reason="gpiozero is installed")),
+    # --gpio-pin without gpiozero: tests/test_gpio_mock.py
 ])
 def test_errors_are_one_line_messages(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
     assert run_main(argv + ["--display", "headless", "--save-dir", str(tmp_path), "--frames", "1"]) == 2
