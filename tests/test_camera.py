@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from conftest import run_cli
+from conftest import run_cli, scaled
 from lesionlite.edge.camera.controls import QUIT, SHOOT, Keyboard
 from lesionlite.edge.camera.display import DisplayError, HeadlessDisplay, make_display
 from lesionlite.edge.camera.overlay import DECISION_COLOURS, MIN_HEIGHT
@@ -70,7 +70,7 @@ def replay_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Com
     proc = subprocess.run(CAMERA_CMD + ["--source", f"replay:{folder}", "--display", "headless",
                                         "--save-dir", str(save), "--frames", "40", "--fps", "40",
                                         "--auto-shoot", "0.25", "--frame-every", "5"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+                          cwd=ROOT, capture_output=True, text=True, timeout=scaled(60))
     return proc, folder, save
 
 
