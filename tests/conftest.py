@@ -16,6 +16,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
+TIMEOUT_SCALE = float(os.environ.get("LESIONLITE_TIMEOUT_SCALE") or 1)
+"""Multiplies the subprocess timeouts (:func:`scaled`): ``make pi-check`` runs the suite under arm64
+emulation, where a command takes several times as long as here."""
+
+
+def scaled(seconds: float) -> float:
+    """A timeout for a child process, in seconds, stretched by ``LESIONLITE_TIMEOUT_SCALE``."""
+    return seconds * TIMEOUT_SCALE
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +59,7 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: floa
     """The real ``lesionlite`` CLI in a subprocess."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "lesionlite.cli", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=scaled(timeout))
     if check and proc.returncode != 0:
         raise AssertionError(f"lesionlite {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from conftest import run_cli
+from conftest import run_cli, scaled
 from lesionlite.edge.camera.controls import QUIT, SHOOT, Keyboard
 from lesionlite.edge.camera.display import DisplayError, HeadlessDisplay, make_display
 from lesionlite.edge.camera.overlay import DECISION_COLOURS, MIN_HEIGHT
@@ -69,7 +69,7 @@ def replay_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Com
     proc = subprocess.run(CAMERA_CMD + ["--source", f"replay:{folder}", "--display", "headless",
                                         "--save-dir", str(save), "--frames", "40", "--fps", "40",
                                         "--auto-shoot", "0.25", "--frame-every", "5"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+                          cwd=ROOT, capture_output=True, text=True, timeout=scaled(60))
     return proc, folder, save
 
 
@@ -431,9 +431,7 @@ def test_window_falls_back_to_headless_and_overlay_needs_the_pi_preview(monkeypa
                                           reason="needs OpenCV (pip install '.[camera]')")),
     (["--source", "webcam"], "error: unknown source 'webcam'"),
     (["--model", "/no/such/bundle"], "error: model not found"),
-    pytest.param(["--source", f"replay:{LESIONS}", "--gpio-pin", "17"], "error: --gpio-pin needs gpiozero",
-                 marks=pytest.mark.skipif(importlib.util.find_spec("gpiozero") is not None,
-                                          reason="gpiozero is installed")),
+    # --gpio-pin without gpiozero: tests/test_gpio_mock.py
 ])
 def test_errors_are_one_line_messages(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
     assert run_main(argv + ["--display", "headless", "--save-dir", str(tmp_path), "--frames", "1"]) == 2
