@@ -6,6 +6,7 @@ import shlex
 import sys
 
 from lesionlite.convert.tflite import QUANTIZATIONS
+from lesionlite.edge.errors import CommandError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,7 +34,7 @@ def main(args: argparse.Namespace) -> int:
                            args.max_ba_loss, args.representative,
                            command="lesionlite " + shlex.join(sys.argv[1:]))
     except (ConversionRefused, DataError, FileNotFoundError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise CommandError(f"{exc}") from None
     if args.negatives:
         from lesionlite.convert.scope import add_gate
 
@@ -41,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
             print(add_gate(args.out, [args.data or meta["training"]["data"]], meta["training"].get("metadata"),
                            args.dermoscopy, args.negatives))
         except (DataError, ValueError) as exc:
-            raise SystemExit(f"error: {args.out} was written without a scope gate: {exc}") from None
+            raise CommandError(f"{args.out} was written without a scope gate: {exc}") from None
     else:
         print(f"warning: no --negatives: {args.out} has no scope gate and will label any image, dermoscopic "
               "or not (add one later with lesionlite scope)", file=sys.stderr)

@@ -30,6 +30,7 @@ from lesionlite.edge.bundle import (METADATA_FILE, MODEL_FILE, SCHEMA, SPLIT_FIL
                                     sha256_file)
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.embedded import embed
+from lesionlite.edge.errors import CommandError
 from lesionlite.edge.metrics import share
 from lesionlite.edge.preprocess import ImageError
 from lesionlite.edge.scope import ScopeGate
@@ -208,11 +209,11 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve() if args.out else None
     for folder in [*args.data, *args.dermoscopy, args.negatives]:
         if not Path(folder).is_dir():
-            raise SystemExit(f"error: folder not found: {folder}")
+            raise CommandError(f"folder not found: {folder}")
     try:
         print(add_gate(bundle_dir, args.data, args.metadata, args.dermoscopy, args.negatives, out))
     except (DataError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise CommandError(f"{exc}") from None
     return 0
 
 

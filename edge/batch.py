@@ -16,7 +16,7 @@ import numpy as np
 
 from lesionlite.edge.args import output_path, positive, thread_count
 from lesionlite.edge.classifier import Classifier
-from lesionlite.edge.errors import LesionliteError
+from lesionlite.edge.errors import CommandError, LesionliteError
 from lesionlite.edge.files import find_images
 from lesionlite.edge.io import Busy, OutputLock
 from lesionlite.edge.preprocess import ImageError, open_file
@@ -259,13 +259,13 @@ def output_format(args) -> str:
     """The format ``classify`` writes (csv, jsonl or table), once its options agree."""
     fmt = args.format or (Path(args.output).suffix.lstrip(".").lower() if args.output else "table")
     if fmt not in FORMATS:
-        raise SystemExit(f"error: cannot tell the format of {args.output}: name it .csv or .jsonl, or pass --format")
+        raise CommandError(f"cannot tell the format of {args.output}: name it .csv or .jsonl, or pass --format")
     if args.resume and not args.output:
-        raise SystemExit("error: --resume needs --output")
+        raise CommandError("--resume needs --output")
     if fmt == "table" and args.output:
-        raise SystemExit("error: --format table prints to the terminal; use csv or jsonl with --output")
+        raise CommandError("--format table prints to the terminal; use csv or jsonl with --output")
     if fmt != "table" and not args.output:
-        raise SystemExit(f"error: --format {fmt} needs --output FILE")
+        raise CommandError(f"--format {fmt} needs --output FILE")
     return fmt
 
 
@@ -282,16 +282,16 @@ def main(args) -> int:
     for line in skipped:
         print(f"note: {line}", file=sys.stderr)
     if not paths:
-        raise SystemExit("error: no image files found in " + " ".join(args.paths))
+        raise CommandError("no image files found in " + " ".join(args.paths))
     if args.output and real_path(args.output) in {real_path(p) for p in paths}:
-        raise SystemExit(f"error: --output {args.output} is one of the images to classify; name another file")
+        raise CommandError(f"--output {args.output} is one of the images to classify; name another file")
     clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)
     try:
         writer = RowWriter(Path(args.output), fmt, clf.bundle.codes, args.resume, paths) if args.output else None
     except ResumeError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise CommandError(f"{exc}") from None
     except OSError as exc:  # named as the user named it, not by its partial file's name
-        raise SystemExit(f"error: cannot write {args.output}: {exc.strerror or exc}") from None
+        raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     todo = writer.todo if writer else paths
     failed = declined = 0
     bar = None

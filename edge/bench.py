@@ -16,6 +16,7 @@ import numpy as np
 
 from lesionlite.edge.args import json_output_path, thread_count
 from lesionlite.edge.batch import classify_paths
+from lesionlite.edge.errors import CommandError
 from lesionlite.edge.files import find_images
 from lesionlite.edge.bundle import BundleError, models_dir
 from lesionlite.edge.classifier import Classifier
@@ -225,7 +226,7 @@ def _folder(text: str) -> ImageFolder:
 
 def main(args) -> int:
     if args.runs < 1 or args.warmup < 0:
-        raise SystemExit("error: --runs must be >= 1 and --warmup >= 0")
+        raise CommandError("--runs must be >= 1 and --warmup >= 0")
     model_args = [a for flag, v in (("--model", args.model), ("--runtime", args.runtime),
                                     ("--threads", args.threads), ("--labels", args.labels_file))
                   if v is not None for a in (flag, str(v))]
@@ -235,16 +236,16 @@ def main(args) -> int:
         try:
             Classifier(args.reference, args.threads, args.runtime)
         except (BundleError, RuntimeUnavailable) as exc:
-            raise SystemExit(f"error: reference model: {exc}") from None
+            raise CommandError(f"reference model: {exc}") from None
     image = default_image()
     if args.image:
         try:
             image = Path(args.image).read_bytes()
             load_image(args.image)
         except OSError as exc:
-            raise SystemExit(f"error: cannot read {args.image}: {exc.strerror}") from None
+            raise CommandError(f"cannot read {args.image}: {exc.strerror}") from None
         except ImageError as exc:
-            raise SystemExit(f"error: {args.image}: {exc}") from None
+            raise CommandError(f"{args.image}: {exc}") from None
     sweep = [] if args.no_sweep else args.sweep or sorted({1, 2, os.cpu_count() or 1})
     r = run(args.model, image, args.runs, args.warmup, args.threads, args.runtime, args.labels_file,
             args.reference, sweep)
@@ -254,7 +255,7 @@ def main(args) -> int:
     if args.cold_start:
         image_path = args.image or sample_image()
         if not image_path:
-            raise SystemExit("error: --cold-start needs --image FILE")
+            raise CommandError("--cold-start needs --image FILE")
         r["cold_start"] = cold_start(str(image_path), model_args)
     print(format_report(r))
     if args.json:

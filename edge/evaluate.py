@@ -15,7 +15,7 @@ from lesionlite.edge.batch import classify_paths
 from lesionlite.edge.bundle import SPLIT_FILE, Bundle, sha256_file, trained_on
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.degrade import DEGRADATIONS, DEGRADE_HELP, Alteration, relight
-from lesionlite.edge.errors import LesionliteError
+from lesionlite.edge.errors import CommandError, LesionliteError
 from lesionlite.edge.files import images_by_stem
 from lesionlite.edge.io import atomic_write_text
 from lesionlite.edge.labels import DISCLAIMER
@@ -184,18 +184,18 @@ def format_scope(report: dict, threshold: float) -> str:
 
 def main(args) -> int:
     if args.split and not args.split_file:
-        raise SystemExit("error: --split needs --split-file (a split.csv naming each image's split)")
+        raise CommandError("--split needs --split-file (a split.csv naming each image's split)")
     split = args.split or "test"
     try:
         pairs = read_labelled(Path(args.labels), Path(args.images) if args.images else None,
                               Path(args.split_file) if args.split_file else None, split)
     except LabelsError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise CommandError(f"{exc}") from None
     clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)
     codes = clf.bundle.codes
     unknown = sorted({lab for _, lab, _ in pairs} - set(codes))
     if unknown:
-        raise SystemExit(f"error: labels {unknown} are not classes of this model ({codes})")
+        raise CommandError(f"labels {unknown} are not classes of this model ({codes})")
     held_out = _held_out(clf.bundle, pairs)
     probs, scopes, y, lesions, failed = [], [], [], [], []
     rows = classify_paths(clf, [p for p, _, _ in pairs], args.workers, args.tta, _alteration(args))  # in order
@@ -210,7 +210,7 @@ def main(args) -> int:
     for line in failed:
         print(f"skipped {line}", file=sys.stderr)
     if not probs:
-        raise SystemExit("error: no image could be classified")
+        raise CommandError("no image could be classified")
     y_all, probs_all, lesions_all = np.array(y), np.stack(probs), np.array(lesions)
     metrics = evaluate(y_all, probs_all, codes, lesions_all)
     metrics.update({"model": clf.bundle.name, "model_sha256": clf.bundle.sha256, "failed": len(failed),

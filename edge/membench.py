@@ -85,6 +85,8 @@ while True:  # a photo of noise as large as an upload may be (16 MB): what serve
 
 _REPORT_PEAK = r'''
 import atexit, os, resource, sys
+
+from lesionlite.edge.errors import CommandError
 def _report():
     try:
         status = open("/proc/self/status").read()
@@ -105,7 +107,7 @@ def make_images(folder: Path) -> dict[str, Path]:
 
     sample = sample_image()
     if sample is None:
-        raise SystemExit("error: --memory needs the repository's samples/lesions (a checkout)")
+        raise CommandError("--memory needs the repository's samples/lesions (a checkout)")
     subprocess.run([sys.executable, "-c", _MAKE, str(folder), str(SIDE), str(sample)], check=True)
     return {name: folder / file for name, file in IMAGES.items()}
 

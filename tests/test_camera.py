@@ -441,10 +441,10 @@ def test_errors_are_one_line_messages(argv: list[str], message: str, tmp_path: P
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--fps", "0"], "argument --fps: must be positive, got 0"),
-    (["--fps", "nan"], "argument --fps: must be positive, got nan"),
-    (["--auto-shoot", "-1"], "argument --auto-shoot: must be positive, got -1"),
-    (["--frame-every", "-1"], "argument --frame-every: must be non-negative, got -1"),
+    (["--fps", "0"], "argument --fps: expected 0.1 to 1,000 frames per second, got 0"),
+    (["--fps", "nan"], "argument --fps: expected 0.1 to 1,000 frames per second, got nan"),
+    (["--auto-shoot", "-1"], "argument --auto-shoot: expected 0.01 to 86,400 seconds, got -1"),
+    (["--frame-every", "-1"], "argument --frame-every: expected 0 to 1,000,000, got -1"),
 ])
 def test_out_of_range_numbers_are_refused_where_they_are_parsed(argv: list[str], message: str, capsys) -> None:
     with pytest.raises(SystemExit) as stopped:  # before any camera, model or folder is touched

@@ -6,6 +6,7 @@ import json
 import shlex
 import sys
 
+from lesionlite.edge.errors import CommandError
 from lesionlite.training.config import TrainConfig, add_options
 
 
@@ -44,5 +45,5 @@ def main(args: argparse.Namespace) -> int:
     try:
         out = run(cfg)
     except DataError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise CommandError(f"{exc}") from None
     return 130 if Run.read(out).interrupted_after is not None else 0

@@ -18,6 +18,7 @@ from lesionlite.convert.data import DataError, apply_split, index_dataset, load_
 from lesionlite.convert.run import CALIBRATION, CONFIG, MODEL, SPLIT, Run
 from lesionlite.convert.tflite import representative_indices
 from lesionlite.edge.bundle import sha256_file
+from lesionlite.edge.errors import CommandError
 from lesionlite.edge.io import atomic_write_text
 from lesionlite.edge.labels import CLASSES
 from lesionlite.edge.metrics import balanced_accuracy, softmax
@@ -273,7 +274,7 @@ def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[Run
         config["interrupted_after_epochs"] = epoch
         atomic_write_text(out / CONFIG, json.dumps(config, indent=2))
     if not best_path.exists():
-        raise SystemExit("error: no checkpoint was saved: training stopped before the first epoch ended")
+        raise CommandError("no checkpoint was saved: training stopped before the first epoch ended")
     train_seconds = time.time() - started
     best_model = keras.models.load_model(best_path, compile=False)
     return finish(out, cfg, best_model, (x_va, y_va), (x_te, y_te), train_seconds,

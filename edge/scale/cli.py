@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 from lesionlite.edge.args import positive
+from lesionlite.edge.errors import CommandError
 
 ENGINES = ("local", "ray")
 RAY_HINT = ("--engine ray needs Ray Data: pip install 'lesionlite[scale]' "
@@ -29,10 +30,10 @@ def main(args) -> int:
     if args.engine != "ray":
         given = [o for o, v in (("--address", args.address), ("--actors", args.actors)) if v is not None]
         if given:
-            raise SystemExit(f"error: {' and '.join(given)} need{'s' if len(given) == 1 else ''} --engine ray")
+            raise CommandError(f"{' and '.join(given)} need{'s' if len(given) == 1 else ''} --engine ray")
         return batch.main(args)
     if importlib.util.find_spec("ray") is None or importlib.util.find_spec("pyarrow") is None:
-        raise SystemExit(f"error: {RAY_HINT}")
+        raise CommandError(f"{RAY_HINT}")
     from lesionlite.edge.scale import engine
 
     return engine.main(args)

@@ -37,6 +37,7 @@ import numpy as np
 from lesionlite.edge.batch import ResumeError, Row, RowWriter, columns, output_format, record, row_error
 from lesionlite.edge.bundle import Bundle, BundleError, load_bundle
 from lesionlite.edge.classifier import Classifier
+from lesionlite.edge.errors import CommandError, LesionliteError
 from lesionlite.edge.files import find_images
 from lesionlite.edge.preprocess import ImageError, InputSpec, model_pixels, open_file
 from lesionlite.edge.resume import row_fields
@@ -112,6 +113,7 @@ def decode(batch: dict, spec: InputSpec, cwd: str) -> dict:
             errors.append("")
         except (ImageError, OSError) as exc:
             errors.append(row_error(exc))
+            st = None  # a failed row carries no identity, as the local engine's
         ids.append(row_fields(os.fsdecode(raw), st)["file_id"])  # the identity --resume matches rows by
     return {"path": batch["path"], "image": images, "error": np.array(errors, dtype=object),
             "file_id": np.array(ids, dtype=object)}
@@ -168,7 +170,7 @@ def shard_table(records: list[dict], cols: list[str]):
     data = {}
     for c in cols:
         values = [r.get(c) for r in records]
-        if c == "path":  # Arrow strings are UTF-8: a name that is not is shown with \xNN escapes
+        if c in ("path", "real_path"):  # Arrow strings are UTF-8: a name that is not is shown with \xNN escapes
             values = [v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for v in values]
         numeric = c in ("confidence", "scope") or c.startswith("p_")
         if numeric:  # an error row has none, and a bundle without a gate no scope score
@@ -370,7 +372,7 @@ def main(args) -> int:
 
     fmt = output_format(args)
     if fmt == "table":
-        raise SystemExit("error: --engine ray writes its rows to a file: add --output FILE.csv (or .jsonl)")
+        raise CommandError("--engine ray writes its rows to a file: add --output FILE.csv (or .jsonl)")
     output = Path(os.path.realpath(args.output))
     shards = output.with_name(output.name + ".parquet")
     log_path = output.with_name(output.name + ".ray.log")
@@ -389,7 +391,7 @@ def main(args) -> int:
             for line in skipped:
                 print(f"note: {line}", file=terminal)
             if not paths:
-                raise SystemExit("error: no image files found in " + " ".join(args.paths))
+                raise CommandError("no image files found in " + " ".join(args.paths))
             stage = "loading the model"
             bundle = load_bundle(args.model, args.labels_file)
             stage = "reading the earlier runs' shards"
@@ -398,9 +400,9 @@ def main(args) -> int:
             try:
                 writer = RowWriter(output, fmt, bundle.codes, args.resume, paths, earlier)
             except ResumeError as exc:
-                raise SystemExit(f"error: {exc}") from None
+                raise CommandError(f"{exc}") from None
             except OSError as exc:
-                raise SystemExit(f"error: cannot write {args.output}: {exc.strerror or exc}") from None
+                raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}") from None
             todo = writer.todo
             run = shards / f"run-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
             the_plan = cluster_plan(args.actors)
@@ -425,7 +427,7 @@ def main(args) -> int:
             else:
                 print("interrupted", file=terminal)
             return 130
-        except (SystemExit, BundleError, RuntimeUnavailable, FileNotFoundError):
+        except (LesionliteError, FileNotFoundError):
             if writer:  # reported by the command as the local engine's are
                 writer.abandon()
             raise

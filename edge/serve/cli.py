@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from lesionlite.edge.args import in_range
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.camera.sources import SourceError, open_source
+from lesionlite.edge.errors import CommandError
 from lesionlite.edge.serve import SAVE_LIMIT, SAVE_MIN_FREE
 
 if TYPE_CHECKING:
@@ -100,9 +101,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         from lesionlite.edge.serve.app import is_loopback
     except ImportError as exc:
-        raise SystemExit(f"error: {FLASK_HINT} ({exc})") from None
+        raise CommandError(f"{FLASK_HINT} ({exc})") from None
     if not is_loopback(args.host) and not args.expose:
-        raise SystemExit(f"error: --host {args.host} is not a loopback address; add --expose to let "
+        raise CommandError(f"--host {args.host} is not a loopback address; add --expose to let "
                          "anyone on the network reach the page")
     clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)  # errors: see lesionlite.cli.main
     live = _start_live(args.camera, clf) if args.camera else None
@@ -120,7 +121,7 @@ def _start_live(spec: str, clf: Classifier) -> LiveView:
     try:
         return LiveView(open_source(spec), clf).start()
     except SourceError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise CommandError(f"{exc}") from None
 
 
 def _serve(args: argparse.Namespace, clf: Classifier, live: LiveView | None) -> int:
@@ -130,12 +131,12 @@ def _serve(args: argparse.Namespace, clf: Classifier, live: LiveView | None) -> 
         app = create_app(clf, args.save_dir, args.max_upload_mb, loopback_only=not args.expose, live=live,
                          save_limit=args.save_limit)
     except OSError as exc:
-        raise SystemExit(f"error: cannot use --save-dir {args.save_dir}: {exc.strerror}") from None
+        raise CommandError(f"cannot use --save-dir {args.save_dir}: {exc.strerror}") from None
     try:
         sock = socket.create_server((args.host.strip("[]"), args.port),
                                     family=socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     except OSError as exc:
-        raise SystemExit(f"error: cannot listen on {url(args.host, args.port)}: {exc.strerror}") from None
+        raise CommandError(f"cannot listen on {url(args.host, args.port)}: {exc.strerror}") from None
     host, port = sock.getsockname()[:2]
     if not is_loopback(host):
         print(f"warning: listening on {host}: anyone on the network who can reach this device can use the "
