@@ -48,6 +48,26 @@ def test_bad_options_are_refused_in_one_line_before_any_work(args, message):
     assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
 
 
+def test_data_and_out_are_required_unless_resuming_and_resuming_takes_the_runs_own_config(tmp_path):
+    for args, message in ((["--out", "o"], "required: --data (or --resume RUN)"),
+                          ([], "required: --data, --out (or --resume RUN)"),
+                          (["--resume", "r", "--augment", "robust", "--batch", "4"],
+                           "--resume continues r with its own options: leave out --batch, --augment")):
+        proc = run_cli("train", *args, "--print-config")
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+    run = tmp_path / "run"
+    run.mkdir()
+    recorded = {**TrainConfig(data="d", out="elsewhere", epochs=3).effective(), "input_size": [48, 64],
+                "commands": ["lesionlite train ..."], "counts": {"train": 1}}
+    (run / "config.json").write_text(json.dumps(recorded))
+    proc = run_cli("train", "--resume", str(run), "--print-config")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {**TrainConfig(data="d", out=str(run), epochs=3).effective(),
+                                       "input_size": [48, 64]}  # where it is now, not where it was made
+    proc = run_cli("train", "--resume", str(tmp_path), "--print-config")
+    assert proc.returncode == 2 and f"{tmp_path} is not a training run: no config.json" in proc.stderr
+
+
 def test_options_are_the_fields_with_the_fields_defaults():
     assert TrainConfig.from_args(parse("--data", "d", "--out", "o")) == TrainConfig(data="d", out="o")
     usage = parse("--data", "d", "--out", "o").command_parser.format_usage()

@@ -464,6 +464,126 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_still_reports(ham_layout, tmp_path
     assert f"Training was stopped by hand after {stopped} epochs" in (bundle / "MODEL_CARD.md").read_text()
 
 
+def _train_until(marker: str, sig: int, *args: str) -> tuple[int, str]:
+    """``lesionlite train ARGS`` in a subprocess, sent ``sig`` as soon as it prints ``marker``;
+    its exit code and output."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT, interruptible
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lesionlite.cli", "train", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=interruptible)
+    seen, deadline = [], time.time() + 300
+    for line in proc.stdout:
+        seen.append(line)
+        if marker in line or time.time() > deadline:
+            proc.send_signal(sig)
+            break
+    rest, _ = proc.communicate(timeout=300)
+    return proc.returncode, "".join(seen) + rest
+
+
+def _rows(run) -> list[dict]:
+    return list(csv.DictReader(open(run / "history.csv")))
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint_with_its_optimizer_state(ham_layout, tmp_path):
+    import signal
+
+    from lesionlite.convert.run import Run
+
+    recipe = ["--data", str(ham_layout), "--arch", "mobilenetv2", "--alpha", "0.35", "--input-size", "48",
+              "--epochs", "1", "--fine-tune-epochs", "4", "--patience", "10", "--batch", "8"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    proc = run_cli("train", *recipe, "--out", str(whole), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, output = _train_until("epoch 2: checkpoint.npz written", signal.SIGKILL, *recipe, "--out", str(killed))
+    assert code == -signal.SIGKILL, output[-2000:]
+    state = json.loads((killed / "checkpoint.json").read_text())
+    assert 2 <= state["epoch"] < 5 and state["phase_name"] == "fine-tune", state  # killed before the end
+    assert (killed / "checkpoint.npz").is_file() and len(_rows(killed)) in (state["epoch"], state["epoch"] + 1)
+    with pytest.raises(DataError, match=f"continue it with lesionlite train --resume {killed}"):
+        Run.finished(killed)  # convert refuses it
+
+    proc = run_cli("train", "--resume", str(killed), "--epochs", "9", timeout=60)  # its own options only
+    assert proc.returncode == 2 and "leave out --epochs" in proc.stderr
+    proc = run_cli("train", "--resume", str(killed), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = 5  # ceil(34 training images / 8)
+    done = state["epoch"] - 1  # fine-tune epochs before the kill
+    assert (f"continuing at its epoch {done + 1} of 4 (optimizer step {done * steps})") in proc.stdout
+    assert "phase head" not in proc.stdout  # the finished phase is not trained again
+    assert [r["epoch"] for r in _rows(killed)] == [r["epoch"] for r in _rows(whole)] == ["0", "1", "2", "3", "4"]
+    ends = [json.loads((run / "checkpoint.json").read_text()) for run in (whole, killed)]
+    assert ends[0]["optimizer_step"] == ends[1]["optimizer_step"] == 4 * steps  # continued, not restarted at 0
+    assert ends[1]["epoch"] == 5 and ends[1]["seconds"] > state["seconds"]  # time adds up over the sittings
+    config = Run.finished(killed).config
+    assert config["resumed"] == [{"at_epoch": state["epoch"], "command": f"lesionlite train --resume {killed}"}]
+    assert not (killed / "checkpoint.npz").exists() and (killed / "report" / "summary.md").is_file()
+    proc = run_cli("train", "--resume", str(killed), timeout=600)
+    assert proc.returncode == 2 and "finished its schedule" in proc.stderr
+
+
+def test_a_run_stopped_by_ctrl_c_in_quantization_aware_training_resumes_and_is_no_longer_marked(ham_layout,
+                                                                                              tmp_path):
+    import signal
+
+    from lesionlite.convert.run import Run
+
+    run = tmp_path / "qat"
+    code, output = _train_until("epoch 2: checkpoint.npz written", signal.SIGINT, "--data", str(ham_layout),
+                                "--arch", "seed-cnn", "--input-size", "24", "32", "--epochs", "1", "--qat-epochs", "6",
+                                "--patience", "10", "--batch", "4", "--out", str(run))
+    assert code == 130 and "continues it from its last checkpoint" in output, output[-2000:]
+    stopped = Run.finished(run).interrupted_after
+    assert 2 <= stopped < 7
+    proc = run_cli("train", "--resume", str(run), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "simulating int8 rounding" in proc.stdout and "phase all" not in proc.stdout
+    finished = Run.finished(run)
+    assert finished.interrupted_after is None and len(_rows(run)) == 7
+    assert json.loads((run / "checkpoint.json").read_text())["optimizer_step"] == 6 * 9  # ceil(34 / 4) a step
+
+
+def test_a_checkpoint_restores_weights_and_optimizer_state_and_refuses_another_model(tmp_path):
+    import keras
+
+    from lesionlite.training.checkpoint import State, load, restore, save
+
+    def model(width):
+        m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(width), keras.layers.Dense(2)])
+        m.compile(keras.optimizers.Adam(0.01), "mse")
+        return m
+
+    keras.utils.set_random_seed(1)
+    x, y = np.random.rand(16, 3).astype(np.float32), np.random.rand(16, 2).astype(np.float32)
+    trained = model(4)
+    trained.fit(x, y, epochs=3, batch_size=4, verbose=0)
+    state = State(epoch=3, phase=0, phase_name="all", phase_epochs=3, phase_over=False, best=0.5,
+                  patience={"wait": 1, "best": 0.5}, optimizer_step=12, seconds=1.0, seed=1)
+    path = tmp_path / "checkpoint.npz"
+    save(path, state, [v.numpy() for v in trained.weights], [v.numpy() for v in trained.optimizer.variables])
+    loaded, weights, optimizer = load(path)
+    assert loaded == state and json.loads((tmp_path / "checkpoint.json").read_text())["epoch"] == 3
+    fresh = model(4)
+    restore(fresh, weights, optimizer, path)
+    assert int(fresh.optimizer.iterations.numpy()) == 12
+    assert all(np.array_equal(a.numpy(), b.numpy())
+               for a, b in zip(trained.optimizer.variables, fresh.optimizer.variables, strict=True))
+    trained.fit(x, y, epochs=1, batch_size=4, shuffle=False, verbose=0)  # the same next step from both
+    fresh.fit(x, y, epochs=1, batch_size=4, shuffle=False, verbose=0)
+    assert np.allclose(trained.predict(x, verbose=0), fresh.predict(x, verbose=0), atol=1e-6)
+    with pytest.raises(DataError, match="does not fit the model of this phase"):
+        restore(model(5), weights, optimizer, path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="cannot be read"):
+        load(path)
+
+
 def test_mixup_blends_images_labels_and_weights_by_the_same_share():
     import tensorflow as tf
 

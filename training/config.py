@@ -39,7 +39,8 @@ class _Size(argparse.Action):
 class TrainConfig:
     """What ``lesionlite train`` does, in the order ``--help`` lists it."""
 
-    data: str = option(help="folder holding HAM10000 images (searched recursively)")
+    data: str | None = option(None, help="folder holding HAM10000 images (searched recursively); required "
+                              "unless --resume")
     metadata: str | None = option(None, help="HAM10000_metadata.csv (default: the one in --data)")
     arch: str = option("mobilenetv2", recipe=True, choices=ARCHS)
     input_size: tuple[int, int] | None = option(
@@ -93,7 +94,11 @@ class TrainConfig:
                                       help="validation sensitivity the referral thresholds are set for")
     confidence_floor: float = option(0.5, recipe=True)
     seed: int = option(42)
-    out: str = option(help="run directory")
+    out: str | None = option(None, help="run directory (a new or empty folder); required unless --resume")
+    resume: str | None = option(
+        None, metavar="RUN",
+        help="continue RUN, stopped by Ctrl-C, a kill or a session that ended, from its last checkpoint (the end of "
+        "its last whole epoch: weights, optimizer state, phase, history) with RUN's own options; give no other")
     workers: int = 4  # image-decoding threads; not an option
     command: str = ""  # the command line that made this config, for the run's record
 
@@ -105,6 +110,18 @@ class TrainConfig:
     def effective(self) -> dict:
         """The config as ``--print-config`` shows it: every field, the input size resolved, no command."""
         return {**{k: v for k, v in asdict(self).items() if k != "command"}, "input_size": list(self.size)}
+
+    @classmethod
+    def from_record(cls, record: dict, out: str) -> "TrainConfig":
+        """The config a run's ``config.json`` recorded, to continue it in ``out`` (fields the record
+        lacks keep their defaults; the input size is the resolved one it trained at)."""
+        values = {f.name: record[f.name] for f in fields(cls) if f.name in record}
+        values["input_size"] = tuple(record["input_size"]) if record.get("input_size") else None
+        return cls(**{**values, "out": out, "resume": None})
+
+    def given(self) -> list[str]:
+        """The flags of the options this config sets to other than their defaults."""
+        return [flag(f.name) for f in _options() if getattr(self, f.name) != default(f)]
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, command: str = "") -> "TrainConfig":

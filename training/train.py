@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -15,17 +15,20 @@ import keras
 import numpy as np
 
 from lesionlite.convert.data import DataError, apply_split, index_dataset, load_arrays, read_split
-from lesionlite.convert.run import CALIBRATION, CONFIG, MODEL, SPLIT, Run
+from lesionlite.convert.run import CALIBRATION, CHECKPOINT, CONFIG, MODEL, SPLIT, Run
 from lesionlite.convert.tflite import representative_indices
 from lesionlite.edge.bundle import sha256_file
 from lesionlite.edge.io import atomic_write_text
 from lesionlite.edge.labels import CLASSES
 from lesionlite.edge.metrics import balanced_accuracy, softmax
 from lesionlite.training import losses, models, pipeline, qat
+from lesionlite.training.checkpoint import Checkpointer, load, restore
 from lesionlite.training.calibrate import decision_thresholds, fit_temperature
 from lesionlite.training.config import RECIPE, RECIPE_DEFAULTS, TrainConfig, flag
 from lesionlite.training.report import write_report
 from lesionlite.training.splits import cover, make_split, write_split
+
+HISTORY = "history.csv"
 
 
 class BestBalancedAccuracy(keras.callbacks.Callback):
@@ -136,12 +139,16 @@ def _refit_source(cfg: TrainConfig, size: tuple[int, int]) -> tuple[Path, dict, 
 
 def _check_paths(cfg: TrainConfig) -> None:
     """Refuse, before any work, an ``--out`` that already holds files (a rerun would mix its files
-    with an earlier run's) and ``--weights`` or ``--init`` files that are not there: nothing is
-    ever downloaded."""
+    with an earlier run's), and missing weights files (:func:`_check_files`)."""
     out = Path(cfg.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"--out {out} already {'holds files' if out.is_dir() else 'is a file'}: "
                         "name a new run folder (or delete that one)")
+    _check_files(cfg)
+
+
+def _check_files(cfg: TrainConfig) -> None:
+    """Refuse ``--weights`` or ``--init`` files that are not there: nothing is ever downloaded."""
     for flag, path in [("--weights", cfg.weights)] * bool(cfg.weights) + [("--init", i) for i in cfg.init]:
         if not Path(path).is_file():
             raise DataError(f"{flag} {path}: no such file (weights come from a file; nothing is downloaded)")
@@ -173,68 +180,145 @@ def run(cfg: TrainConfig) -> Path:
         raise
 
 
+def resume(run_dir: str | Path, command: str = "") -> Path:
+    """Continue the run in ``run_dir`` with its own config from its last checkpoint (from its start
+    if it stopped before its first epoch ended: its data, split and config are kept), then calibrate
+    and report as :func:`run` does. A run interrupted by Ctrl-C is continued too; one that finished
+    its schedule is refused. Nothing in ``run_dir`` is removed if this sitting fails too."""
+    out = Path(run_dir)
+    record = Run.read(out)
+    if (out / CALIBRATION).is_file() and record.interrupted_after is None:
+        raise DataError(f"--resume {out}: the run finished its schedule, nothing is left to train (convert it, "
+                        "or continue its model in a new run with --init)")
+    cfg = TrainConfig.from_record(record.config, str(out))
+    size = cfg.size
+    checkpoint = load(out / CHECKPOINT) if (out / CHECKPOINT).is_file() else None
+    earlier: list[Run | None] = []
+    if checkpoint is None:  # starting over: the --init models are needed again
+        _check_files(cfg)
+        earlier = _init_runs(cfg)
+    calibration, source = None, None
+    if cfg.refit:  # its calibration comes from the run it refits, as when it started
+        _, calibration, source = _refit_source(replace(cfg, split=None), size)
+    epoch = checkpoint[0].epoch if checkpoint else 0
+    config = dict(record.config)
+    config.pop("interrupted_after_epochs", None)
+    config["resumed"] = config.get("resumed", []) + [{"at_epoch": epoch, "command": command}]
+    atomic_write_text(out / CONFIG, json.dumps(config, indent=2))
+    (out / CALIBRATION).unlink(missing_ok=True)  # a run is finished again only when this sitting finishes it
+    shutil.rmtree(out / "report", ignore_errors=True)
+    _keep_history(out / HISTORY, epoch)
+    if checkpoint is None:
+        (out / MODEL).unlink(missing_ok=True)
+    keras.utils.set_random_seed(cfg.seed + epoch)  # another draw of shuffles and augmentation per sitting
+    print(f"resuming {out} after {epoch} epochs" + (" (no checkpoint yet: from the start)" if not checkpoint else ""))
+    return _train(cfg, out, size, earlier, out / SPLIT, calibration, source, (config, checkpoint))
+
+
+def _keep_history(path: Path, epochs: int) -> None:
+    """Cut ``history.csv`` to its header and first ``epochs`` rows (a kill can fall between the
+    logger's row and the checkpoint of its epoch)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    if epochs == 0:
+        path.unlink()
+    elif len(lines) > epochs + 1:
+        atomic_write_text(path, "".join(lines[:epochs + 1]))
+
+
+class Patience(keras.callbacks.EarlyStopping):
+    """Early stopping whose count can continue where a resumed phase's stopped (``carry``)."""
+
+    carry: dict | None = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        if self.carry:
+            self.wait, self.best = self.carry["wait"], self.carry["best"]
+            self.carry = None
+
+
+def _assignment(cfg: TrainConfig, records: list, split: Path | None) -> dict[str, str]:
+    """Image -> split: of the split file (its lesions' other images on their side), or a new split."""
+    if split is None:
+        return make_split(records, seed=cfg.seed)
+    return cover(records, read_split(split))
+
+
 def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[Run | None], split: Path | None,
-           calibration: dict | None, source: Run | None) -> Path:
-    """The body of :func:`run`, in the empty folder ``out``."""
-    started = time.time()
+           calibration: dict | None, source: Run | None,
+           resumed: tuple[dict, tuple | None] | None = None) -> Path:
+    """The body of :func:`run`, in the empty folder ``out``, or of :func:`resume` (``resumed``: the
+    run's config and its checkpoint, if any), in the run's folder."""
+    state, saved_weights, saved_optimizer = (resumed[1] if resumed and resumed[1] else (None, None, None))
+    started = time.time() - (state.seconds if state else 0.0)
     index = index_dataset(cfg.data, cfg.metadata)
     print(index.summary())
-    assignment = cover(index.records, read_split(split)) if split else make_split(index.records, seed=cfg.seed)
-    split_sha = write_split(out / SPLIT, index.records, assignment)
+    assignment = _assignment(cfg, index.records, split)
+    if resumed:
+        config = resumed[0]
+        split_sha = sha256_file(out / SPLIT)
+    else:
+        split_sha = write_split(out / SPLIT, index.records, assignment)
     parts = apply_split(index.records, assignment)
     print("split: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()))
     counts = {k: len(v) for k, v in parts.items()}
+    if resumed and (counts != config["counts"] or split_sha != config["split_sha256"]):
+        raise DataError(f"the data under {cfg.data} no longer gives the run's split ({config['counts']}, now "
+                        f"{counts}): the run cannot continue on other images")
     trained_on = ["train", "val"] if cfg.refit else ["train"]
     if cfg.refit:  # nothing is held out to select epochs on: every phase runs to its end
         parts = {"train": parts["train"] + parts["val"], "val": [], "test": parts["test"]}
         print(f"refit: training on train + val ({len(parts['train'])} images)")
 
-    try:
-        built = models.build(cfg.arch, size, len(CLASSES), None if cfg.init else cfg.weights, cfg.alpha)
+    try:  # a checkpoint holds every weight: the ImageNet or --init ones are only needed to start
+        built = models.build(cfg.arch, size, len(CLASSES), None if cfg.init or state else cfg.weights, cfg.alpha)
     except (ValueError, OSError) as exc:  # too small an input, or weights of another architecture or format
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         weights = f" with --weights {cfg.weights}" if cfg.weights and not cfg.init else ""
         raise DataError(f"cannot build --arch {cfg.arch} at {size[0]}x{size[1]} px{weights}: {reason}") from None
-    if cfg.init:  # continue from trained models of the same architecture (their mean if several)
+    if cfg.init and not state:  # continue from trained models of the same architecture (their mean if several)
         try:
             built.model.set_weights(soup(cfg.init))
         except DataError:
             raise
         except ValueError as exc:
             raise DataError(f"--init does not fit --arch {cfg.arch} at {size[0]}x{size[1]} px: {exc}") from None
-    config = {**asdict(cfg), "commands": _history(cfg, ([source] if source else []) + earlier),
-              "input_size": list(size), "crop": built.crop, "classes": list(CLASSES),
-              "data": str(Path(cfg.data).resolve()),
-              "metadata": str(index.metadata.resolve()), "split_sha256": split_sha,
-              "counts": counts, "trained_on": trained_on}
-    atomic_write_text(out / CONFIG, json.dumps(config, indent=2))
+    if not resumed:
+        config = {**asdict(cfg), "commands": _history(cfg, ([source] if source else []) + earlier),
+                  "input_size": list(size), "crop": built.crop, "classes": list(CLASSES),
+                  "data": str(Path(cfg.data).resolve()),
+                  "metadata": str(index.metadata.resolve()), "split_sha256": split_sha,
+                  "counts": counts, "trained_on": trained_on}
+        atomic_write_text(out / CONFIG, json.dumps(config, indent=2))
 
     arrays = {k: load_arrays(v, size, built.crop, cfg.color_constancy, cfg.workers, desc=k)
               for k, v in parts.items()}
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = arrays["train"], arrays["val"], arrays["test"]
     weights = (pipeline.balanced_sample_weights(y_tr, len(CLASSES), cfg.class_weight_power)
                if cfg.imbalance == "class-weight" else None)
+    seed = cfg.seed + (state.epoch if state else 0)
     train_ds = pipeline.dataset(x_tr, y_tr, cfg.batch, len(CLASSES), True, cfg.label_smoothing,
-                                weights, cfg.seed, cfg.mixup, cfg.augmentation)
+                                weights, seed, cfg.mixup, cfg.augmentation)
     loss = (losses.LogitAdjustedCrossEntropy.for_labels(y_tr, len(CLASSES))
             if cfg.imbalance == "logit-adjust" else keras.losses.CategoricalCrossentropy(from_logits=True))
 
     best_path = out / MODEL
     held_out = (None, None) if cfg.refit else (x_va, y_va)
-    callbacks = [BestBalancedAccuracy(*held_out, best_path),  # the phases append to one history (--out is new)
-                 keras.callbacks.CSVLogger(str(out / "history.csv"), append=True)]
-    if not cfg.refit:
-        callbacks.append(keras.callbacks.EarlyStopping("val_balanced_accuracy", mode="max",
-                                                       patience=cfg.patience))
+    scorer = BestBalancedAccuracy(*held_out, best_path)
+    logger = keras.callbacks.CSVLogger(str(out / HISTORY), append=True)  # the phases append to one history
+    patience = None if cfg.refit else Patience("val_balanced_accuracy", mode="max", patience=cfg.patience)
+    checkpointer = Checkpointer(out / CHECKPOINT, time.time() - started, seed, time.time())
     steps = pipeline.steps(len(x_tr), cfg.batch)
     phases = [("head" if built.backbone else "all", cfg.epochs, cfg.lr, None)]
     if built.backbone is not None:
         phases.append(("fine-tune", cfg.fine_tune_epochs, cfg.fine_tune_lr, cfg.fine_tune_fraction))
     phases.append(("quantization-aware", cfg.qat_epochs, cfg.qat_lr, 1.0))
-    epoch = 0
+    epoch = state.epoch if state else 0
     try:
-        for name, epochs, lr, fraction in phases:
-            if epochs <= 0:
+        for i, (name, epochs, lr, fraction) in enumerate(phases):
+            if epochs <= 0 or (state and i < state.phase):
                 continue
             if built.backbone is not None:
                 if fraction is None:
@@ -248,7 +332,7 @@ def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[Run
             if name == "quantization-aware":  # from here on, checkpoints are scored with int8 rounding
                 model, points = qat.fake_quant_clone(built.model)
                 qat.calibrate(model, points, x_tr[representative_indices(y_tr)])
-                callbacks[0] = BestBalancedAccuracy(*held_out, best_path, lambda: qat.baked_copy(built.model))
+                scorer = BestBalancedAccuracy(*held_out, best_path, lambda: qat.baked_copy(built.model))
                 print(f"simulating int8 rounding at {len(points)} tensors")
             # one epoch of linear warm-up, so Adam's first steps do not jolt pretrained weights
             warmup = steps if epochs > 1 else 0
@@ -257,27 +341,45 @@ def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[Run
                 warmup_target=lr if warmup else None, warmup_steps=warmup)
             model.compile(keras.optimizers.Adam(schedule, use_ema=cfg.ema > 0, ema_momentum=cfg.ema),
                           loss, weighted_metrics=["accuracy"])
-            print(f"phase {name}: {epochs} epochs, lr {lr}")
+            first = epoch
+            if state and i == state.phase:  # the phase the checkpoint was written in
+                restore(model, saved_weights, saved_optimizer, out / CHECKPOINT)
+                scorer.best, scorer.completed, first = state.best, epoch, epoch - state.phase_epochs
+                if state.phase_over:  # it ended before the run stopped: end it as fit does (the average in)
+                    model.optimizer.finalize_variable_values(model.trainable_weights)
+                    continue
+                if patience:
+                    patience.carry = state.patience
+                print(f"phase {name}: continuing at its epoch {state.phase_epochs + 1} of {epochs} "
+                      f"(optimizer step {int(model.optimizer.iterations.numpy())})")
+            else:
+                print(f"phase {name}: {epochs} epochs, lr {lr}")
             # with --ema, epochs are scored and saved with the weights' moving average
             swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []
-            hist = model.fit(train_ds, epochs=epoch + epochs, initial_epoch=epoch,
-                             callbacks=swap + callbacks, verbose=1 if sys.stdout.isatty() else 2)
+            capture, write = checkpointer.callbacks(i, name, first, epochs, scorer, patience)
+            hist = model.fit(train_ds, epochs=first + epochs, initial_epoch=epoch,
+                             callbacks=[capture, *swap, scorer, logger, *([patience] if patience else []), write],
+                             verbose=1 if sys.stdout.isatty() else 2)
             epoch += len(hist.epoch)
     except KeyboardInterrupt:
         if not best_path.exists():
             raise  # nothing to keep: lesionlite says "interrupted" and exits 130
         kept = "the last epoch so far: the schedule did not finish" if cfg.refit else "the best checkpoint so far"
-        epoch = max(epoch, callbacks[0].completed)
+        epoch = max(epoch, scorer.completed)
         print(f"\ninterrupted after {epoch} epochs: keeping {kept} ({best_path}); it is calibrated and "
-              "reported, and the run is marked interrupted")
+              "reported, and the run is marked interrupted (lesionlite train --resume "
+              f"{out} continues it from its last checkpoint)")
         config["interrupted_after_epochs"] = epoch
         atomic_write_text(out / CONFIG, json.dumps(config, indent=2))
     if not best_path.exists():
         raise SystemExit("error: no checkpoint was saved: training stopped before the first epoch ended")
     train_seconds = time.time() - started
     best_model = keras.models.load_model(best_path, compile=False)
-    return finish(out, cfg, best_model, (x_va, y_va), (x_te, y_te), train_seconds,
-                  [r.lesion_id for r in parts["test"]], calibration)
+    finish(out, cfg, best_model, (x_va, y_va), (x_te, y_te), train_seconds,
+           [r.lesion_id for r in parts["test"]], calibration)
+    if "interrupted_after_epochs" not in config:  # finished: nothing left to resume
+        (out / CHECKPOINT).unlink(missing_ok=True)
+    return out
 
 
 def finish(out: Path, cfg: TrainConfig, model: keras.Model, val: tuple, test: tuple,
