@@ -4,16 +4,18 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 pytest.importorskip("tensorflow", reason="the training side needs TensorFlow (pip install '.[train]')")
 
 from lesionlite.convert.data import DataError, apply_split, index_dataset, read_split  # noqa: E402
+from lesionlite.edge.labels import CLASSES  # noqa: E402
 from lesionlite.training.splits import cover, make_split, write_split  # noqa: E402
 
 
@@ -213,7 +215,7 @@ def test_train_and_convert_refuse_bad_paths_before_any_work(tiny_run, ham_layout
     fake = tmp_path / "project"
     fake.mkdir()
     (fake / "metadata.json").write_text("{}")  # a name alone does not make a bundle
-    for out, message in ((tiny_run, "holds files of its own (calibration.json, config.json, history.csv"),
+    for out, message in ((tiny_run, "holds files of its own (calibration.json, checkpoint.json, config.json"),
                          (fake, "holds no lesionlite bundle"), (notes / "keep.txt", "is a file"),
                          (notes / "keep.txt" / "b", "keep.txt is a file, not a folder")):
         proc = run_cli("convert", str(tiny_run), "--quantize", "float32", "--out", str(out), timeout=300)
@@ -464,6 +466,152 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_still_reports(ham_layout, tmp_path
     assert f"Training was stopped by hand after {stopped} epochs" in (bundle / "MODEL_CARD.md").read_text()
 
 
+@pytest.fixture(scope="module")
+def two_roots(ham_layout, tmp_path_factory):
+    """The HAM layout split over two roots as the full data is: ``ham`` (the metadata and the 48
+    images at their size) and ``ham-more/images`` (9 more views at 200x150: one more of each of 5 lesions
+    and a view of each of 4 new lesions, rows added to the one metadata CSV), plus ``isic-x`` (images squashed to 64x64, labels.csv of image_id,dx, no lesion
+    ids) with one image id that is a HAM image's, a row without an image and an image without a row."""
+    base = tmp_path_factory.mktemp("roots")
+    ham, more, isic = base / "ham", base / "ham-more" / "images", base / "isic-x"
+    shutil.copytree(ham_layout, ham)
+    (ham / "HAM10000_images_part_2" / "ISIC_7777777.jpg").unlink()
+    more.mkdir(parents=True)
+    (isic / "images").mkdir(parents=True)
+    rows = [r for r in csv.DictReader(open(ham / "HAM10000_metadata.csv")) if r["lesion_id"] != "L_missing"]
+    new_rows, labels = [], []
+    for i, row in enumerate([r for r in rows if r["lesion_id"].endswith("a")][::2][:5]):  # 5 lesions' first views
+        src = Image.open(next(ham.rglob(row["image_id"] + ".jpg"))).convert("RGB")
+        for lesion, k in [(row["lesion_id"], 0)] + [(f"N{i}", 1)] * (i < 4):
+            image_id = f"ISIC_{8000000 + 10 * i + k:07d}"
+            ImageOps.fit(ImageOps.mirror(src) if k else src, (200, 150)).save(more / f"{image_id}.jpg")
+            new_rows.append({**row, "image_id": image_id, "lesion_id": lesion})
+        isic_id = f"ISIC_{100 + i:07d}"
+        src.resize((64, 64)).save(isic / "images" / f"{isic_id}.jpg")
+        labels.append({"image_id": isic_id, "dx": row["dx"], "source": "test"})
+    labels.append({"image_id": rows[0]["image_id"], "dx": rows[0]["dx"], "source": "test"})  # a HAM image's id
+    labels.append({"image_id": "ISIC_0000999", "dx": "nv", "source": "test"})  # no image
+    Image.new("RGB", (64, 64)).save(isic / "images" / "ISIC_0000998.jpg")  # no row
+    for path, table in ((ham / "HAM10000_metadata.csv", rows + new_rows), (isic / "labels.csv", labels)):
+        with open(path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, list(table[0]))
+            w.writeheader()
+            w.writerows(table)
+    return ham, more.parent, isic
+
+
+def _one_image_per_lesion_split(ham: Path, out: Path) -> Path:
+    """A split file of the first root's images, one per lesion, as the shipped one is of the subset."""
+    records = index_dataset(ham).records
+    first = {}
+    for r in records:
+        first.setdefault(r.lesion_id, r)
+    picked = list(first.values())
+    write_split(out, picked, make_split(picked, val=0.3, test=0.3, seed=1))
+    return out
+
+
+def test_several_roots_keep_each_lesion_on_its_side_and_extra_images_go_to_train_only(two_roots, tmp_path,
+                                                                                      capsys):
+    from lesionlite.training.config import TrainConfig
+    from lesionlite.training.train import _read_data
+
+    ham, more, isic = two_roots
+    split = _one_image_per_lesion_split(ham, tmp_path / "split.csv")
+    named = read_split(split)
+    lesion_side = {r.lesion_id: named[r.image_id] for r in index_dataset(ham).records if r.image_id in named}
+    for unnamed in ("leave-out", "train"):
+        cfg = TrainConfig(data=[str(ham), str(more)], extra_train=[str(isic)], split=str(split),
+                          unnamed_lesions=unnamed, out="")
+        records, assignment, metadata = _read_data(cfg, split)
+        out = capsys.readouterr().out
+        assert metadata == ham / "HAM10000_metadata.csv"
+        by_source = {}
+        for r in records:
+            by_source.setdefault(r.source, []).append(r)
+        assert {k: len(v) for k, v in by_source.items()} == {"ham": 48, "ham-more": 9, "isic-x": 5}
+        assert all(Image.open(r.path).size == (200, 150) for r in by_source["ham-more"])
+        for r in records:
+            if r.lesion_id in lesion_side:  # every view of a named lesion on its side, whichever root
+                assert assignment[r.image_id] == lesion_side[r.lesion_id]
+            elif r.lesion_id:  # a lesion the split file does not name
+                assert assignment.get(r.image_id) == ("train" if unnamed == "train" else None)
+            else:
+                assert assignment[r.image_id] == "train"  # no lesion id: training only
+        assert "4 images of 4 lesions the split file does not name go to train" in out if unnamed == "train" else \
+            "4 images of lesions the split file does not name are left out" in out
+        assert "isic-x: 1 images share an image id with the HAM10000 metadata" in out
+        assert "5 images matched to labels.csv (no lesion ids: training only)" in out
+        assert "1 metadata rows have no image" in out and "1 image files have no metadata row" in out
+    path = tmp_path / "written.csv"
+    write_split(path, records, assignment)
+    assert read_split(path) == assignment  # rows without lesion ids read back, none crossing a split
+    with pytest.raises(DataError, match="unknown dx codes \\['NV'\\]"):
+        bad = tmp_path / "bad"
+        shutil.copytree(isic, bad)
+        (bad / "labels.csv").write_text("image_id,dx\nISIC_0000100,NV\n")
+        _read_data(TrainConfig(data=[str(ham)], extra_train=[str(bad)], out=""), split)
+
+
+def test_training_on_several_roots_records_its_images_per_source_and_the_card_shows_them(two_roots, tmp_path):
+    ham, more, isic = two_roots
+    split = _one_image_per_lesion_split(ham, tmp_path / "split.csv")
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    proc = run_cli("train", "--data", str(ham), "--data", str(more), "--extra-train", str(isic), "--split", str(split),
+                   "--unnamed-lesions", "train", "--arch", "seed-cnn", "--input-size", "24", "32", "--epochs", "1",
+                   "--batch", "16", "--out", str(run), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"] == [str(ham.resolve()), str(more.resolve())] and config["extra_train"] == [str(isic.resolve())]
+    sources = config["sources"]
+    assert set(sources) == {"ham", "ham-more", "isic-x"} and set(sources["isic-x"]) == {"train"}
+    assert {s: sum(sum(c.values()) for c in sp.values()) for s, sp in sources.items()} == \
+        {"ham": 48, "ham-more": 9, "isic-x": 5}
+    assert {k: sum(sp.get(k, {}).get(c, 0) for sp in sources.values() for c in CLASSES)
+            for k in ("train", "val", "test")} == config["counts"]
+    rows = list(csv.DictReader(open(run / "split.csv")))
+    assert sum(r["lesion_id"] == "" and r["split"] == "train" for r in rows) == 5 and len(rows) == 62
+
+    proc = run_cli("convert", str(run), "--quantize", "float32", "--out", str(bundle), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((bundle / "metadata.json").read_text())
+    assert meta["training"]["sources"] == sources and meta["training"]["extra_train"] == config["extra_train"]
+    card = (bundle / "MODEL_CARD.md").read_text()
+    assert ("from the folders `ham`, `ham-more` and, for training only, dermoscopy without lesion ids from `isic-x`"
+            in card)
+    isic_row = "| isic-x | train (trained on) | " + " | ".join(str(sources["isic-x"]["train"][c]) for c in CLASSES)
+    assert isic_row + " | 5 |" in card and "(images without lesion ids, from `isic-x`, are in train only" in card
+    trained = config["counts"]["train"]
+    assert f"| **all** | **images the model trained on** | " in card and f" | **{trained}** |" in card
+    assert "| ham | test (held out) |" in card
+
+    proc = run_cli("evaluate", str(isic / "labels.csv"), "--images", str(isic), "-m", str(bundle),
+                   "--json", str(tmp_path / "isic.json"))  # the extra images: known to be training images
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "isic.json").read_text())["held_out"] is False
+    assert "note: 5 of these 5 images are of lesions" in proc.stderr
+
+
+def test_the_shipped_split_extends_to_all_of_ham10000_and_the_isic_archive_trains_only():
+    """On ../shared, when it is here: the shipped split keeps its 855 test lesions, which have 1,156 images."""
+    from lesionlite.training.config import TrainConfig
+    from lesionlite.training.train import _read_data
+
+    data = ROOT.parent / "shared" / "data"
+    if not (data / "ham10000-more").is_dir() or not (data / "isic-archive" / "labels.csv").is_file():
+        pytest.skip("../shared data not present")
+    split = ROOT / "models" / "ham10000-efficientnet-lite0" / "split.csv"
+    cfg = TrainConfig(data=[str(data / "ham10000"), str(data / "ham10000-more")],
+                      extra_train=[str(data / "isic-archive")], split=str(split), unnamed_lesions="train", out="")
+    records, assignment, _ = _read_data(cfg, split)
+    parts = apply_split(records, assignment)
+    shipped = read_split(split)
+    assert len(parts["test"]) == 1156 and len({r.lesion_id for r in parts["test"]}) == 855
+    assert {r.image_id for r in parts["test"]} >= {i for i, s in shipped.items() if s == "test"}
+    assert len(parts["val"]) == 1171 and len(parts["train"]) == 5696 + 1992 + 3066
+    assert sum(not r.lesion_id for r in parts["train"]) == 3066 and all(r.lesion_id for r in parts["val"] + parts["test"])
+
+
 def _train_until(marker: str, sig: int, *args: str) -> tuple[int, str]:
     """``lesionlite train ARGS`` in a subprocess, sent ``sig`` as soon as it prints ``marker``;
     its exit code and output."""
@@ -497,14 +645,14 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_with_its_optimizer_state(
     from lesionlite.convert.run import Run
 
     recipe = ["--data", str(ham_layout), "--arch", "mobilenetv2", "--alpha", "0.35", "--input-size", "48",
-              "--epochs", "1", "--fine-tune-epochs", "4", "--patience", "10", "--batch", "8"]
+              "--epochs", "1", "--fine-tune-epochs", "3", "--patience", "10", "--batch", "16"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     proc = run_cli("train", *recipe, "--out", str(whole), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     code, output = _train_until("epoch 2: checkpoint.npz written", signal.SIGKILL, *recipe, "--out", str(killed))
     assert code == -signal.SIGKILL, output[-2000:]
     state = json.loads((killed / "checkpoint.json").read_text())
-    assert 2 <= state["epoch"] < 5 and state["phase_name"] == "fine-tune", state  # killed before the end
+    assert 2 <= state["epoch"] < 4 and state["phase_name"] == "fine-tune", state  # killed before the end
     assert (killed / "checkpoint.npz").is_file() and len(_rows(killed)) in (state["epoch"], state["epoch"] + 1)
     with pytest.raises(DataError, match=f"continue it with lesionlite train --resume {killed}"):
         Run.finished(killed)  # convert refuses it
@@ -513,14 +661,14 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_with_its_optimizer_state(
     assert proc.returncode == 2 and "leave out --epochs" in proc.stderr
     proc = run_cli("train", "--resume", str(killed), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    steps = 5  # ceil(34 training images / 8)
+    steps = 3  # ceil(34 training images / 16)
     done = state["epoch"] - 1  # fine-tune epochs before the kill
-    assert (f"continuing at its epoch {done + 1} of 4 (optimizer step {done * steps})") in proc.stdout
+    assert (f"continuing at its epoch {done + 1} of 3 (optimizer step {done * steps})") in proc.stdout
     assert "phase head" not in proc.stdout  # the finished phase is not trained again
-    assert [r["epoch"] for r in _rows(killed)] == [r["epoch"] for r in _rows(whole)] == ["0", "1", "2", "3", "4"]
+    assert [r["epoch"] for r in _rows(killed)] == [r["epoch"] for r in _rows(whole)] == ["0", "1", "2", "3"]
     ends = [json.loads((run / "checkpoint.json").read_text()) for run in (whole, killed)]
-    assert ends[0]["optimizer_step"] == ends[1]["optimizer_step"] == 4 * steps  # continued, not restarted at 0
-    assert ends[1]["epoch"] == 5 and ends[1]["seconds"] > state["seconds"]  # time adds up over the sittings
+    assert ends[0]["optimizer_step"] == ends[1]["optimizer_step"] == 3 * steps  # continued, not restarted at 0
+    assert ends[1]["epoch"] == 4 and ends[1]["seconds"] > state["seconds"]  # time adds up over the sittings
     config = Run.finished(killed).config
     assert config["resumed"] == [{"at_epoch": state["epoch"], "command": f"lesionlite train --resume {killed}"}]
     assert not (killed / "checkpoint.npz").exists() and (killed / "report" / "summary.md").is_file()
@@ -713,3 +861,4 @@ def test_camera_effects_defocus_or_compress_about_half_the_images():
     detail = np.abs(np.diff(out, axis=2)).mean(axis=(1, 2, 3)) / np.abs(np.diff(x.numpy(), axis=1)).mean()
     assert 0.35 < (change == 0).mean() < 0.65  # 0.7 x 0.7 of the images untouched
     assert change[change > 0].min() > 1e-3 and detail[change > 0].mean() < 0.9  # the rest changed, softer
+

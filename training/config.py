@@ -39,9 +39,11 @@ class _Size(argparse.Action):
 class TrainConfig:
     """What ``lesionlite train`` does, in the order ``--help`` lists it."""
 
-    data: str | None = option(None, help="folder holding HAM10000 images (searched recursively); required "
-                              "unless --resume")
-    metadata: str | None = option(None, help="HAM10000_metadata.csv (default: the one in --data)")
+    data: list[str] = option(
+        [], action="append", metavar="DIR",
+        help="folder holding HAM10000 images of any size (searched recursively); repeat for more folders, e.g. "
+        "the download and ham10000-more; required unless --resume")
+    metadata: str | None = option(None, help="HAM10000_metadata.csv (default: the one in the first --data)")
     arch: str = option("mobilenetv2", recipe=True, choices=ARCHS)
     input_size: tuple[int, int] | None = option(
         None, recipe=True, type=positive(int), nargs="+", metavar="PX", action=_Size,
@@ -49,6 +51,14 @@ class TrainConfig:
     alpha: float = option(0.5, recipe=True, choices=(0.35, 0.5), help="MobileNetV2 width")
     weights: str | None = option(None, help="ImageNet weights file for the backbone (no download happens)")
     split: str | None = option(None, help="reuse this split.csv instead of making a new one")
+    unnamed_lesions: str = option(
+        "leave-out", choices=("leave-out", "train"),
+        help="with --split: where the images of lesions the split file does not name go (train: to training, "
+        "as they are in no validation or test split)")
+    extra_train: list[str] = option(
+        [], action="append", metavar="DIR",
+        help="dermoscopy without lesion ids, for training only (never validation or test): a folder with "
+        "labels.csv (image_id,dx) and the images, e.g. the ISIC archive; repeatable")
     epochs: int = option(8, recipe=True, help="epochs with the backbone frozen (or all, seed-cnn)")
     fine_tune_epochs: int = option(20, recipe=True)
     fine_tune_fraction: float = option(0.4, recipe=True, help="top share of backbone layers to unfreeze")
@@ -117,6 +127,8 @@ class TrainConfig:
         lacks keep their defaults; the input size is the resolved one it trained at)."""
         values = {f.name: record[f.name] for f in fields(cls) if f.name in record}
         values["input_size"] = tuple(record["input_size"]) if record.get("input_size") else None
+        if isinstance(values.get("data"), str):  # runs from before several roots
+            values["data"] = [values["data"]]
         return cls(**{**values, "out": out, "resume": None})
 
     def given(self) -> list[str]:

@@ -46,10 +46,11 @@ def write_split(path: Path, records: list[Record], assignment: dict[str, str]) -
     return sha256_file(path)
 
 
-def cover(records: list[Record], assignment: dict[str, str]) -> dict[str, str]:
+def cover(records: list[Record], assignment: dict[str, str], unnamed: str = "leave-out") -> dict[str, str]:
     """A split file's assignment for these images: those it names, and the other images of its lesions
     in their lesion's split (the full download holds several images of many lesions); images of
-    lesions it does not name are left out, and both counts are said."""
+    lesions it does not name are left out, or with ``unnamed`` "train" put in train (they are in no
+    other split); the counts are said."""
     named = {r.image_id: assignment[r.image_id] for r in records if r.image_id in assignment}
     if not named:
         raise DataError("no image of the data is named in the split file: is it another data set's?")
@@ -58,6 +59,11 @@ def cover(records: list[Record], assignment: dict[str, str]) -> dict[str, str]:
     added = {r.image_id: lesions[r.lesion_id] for r in others if r.lesion_id in lesions}
     if added:
         print(f"split: {len(added)} more images of the split file's lesions join their lesion's split")
-    if len(others) > len(added):
-        print(f"split: {len(others) - len(added)} images of lesions the split file does not name are left out")
+    rest = [r for r in others if r.lesion_id not in lesions]
+    if rest and unnamed == "train":
+        print(f"split: {len(rest)} images of {len({r.lesion_id for r in rest})} lesions the split file does not "
+              "name go to train")
+        added |= {r.image_id: "train" for r in rest}
+    elif rest:
+        print(f"split: {len(rest)} images of lesions the split file does not name are left out")
     return {**named, **added}

@@ -14,7 +14,8 @@ from typing import Callable
 import keras
 import numpy as np
 
-from lesionlite.convert.data import DataError, apply_split, index_dataset, load_arrays, read_split
+from lesionlite.convert.data import (DataError, Record, apply_split, index_dataset, index_extra, load_arrays,
+                                     read_split)
 from lesionlite.convert.run import CALIBRATION, CHECKPOINT, CONFIG, MODEL, SPLIT, Run
 from lesionlite.convert.tflite import representative_indices
 from lesionlite.edge.bundle import sha256_file
@@ -239,11 +240,35 @@ class Patience(keras.callbacks.EarlyStopping):
             self.carry = None
 
 
-def _assignment(cfg: TrainConfig, records: list, split: Path | None) -> dict[str, str]:
-    """Image -> split: of the split file (its lesions' other images on their side), or a new split."""
-    if split is None:
-        return make_split(records, seed=cfg.seed)
-    return cover(records, read_split(split))
+def _read_data(cfg: TrainConfig, split: Path | None) -> tuple[list[Record], dict[str, str], Path]:
+    """Every image the run may use (HAM10000 under the ``--data`` roots, then the ``--extra-train``
+    folders') and its split: HAM10000 images by the split file (its lesions' other images on their
+    side) or a new lesion-grouped split, extra images in train. Also the metadata file."""
+    index = index_dataset(cfg.data, cfg.metadata)
+    print(index.summary())
+    assignment = (cover(index.records, read_split(split), cfg.unnamed_lesions) if split
+                  else make_split(index.records, seed=cfg.seed))
+    ham_ids = {r.image_id for r in index.records} | set(index.rows_without_image)
+    records = list(index.records)
+    for folder in cfg.extra_train:
+        extra = index_extra(folder, ham_ids)
+        print(extra.summary())
+        fresh = [r for r in extra.records if r.image_id not in assignment]
+        if len(fresh) < len(extra.records):
+            print(f"{len(extra.records) - len(fresh)} images of {folder} are already in the data: the first taken")
+        records += fresh
+        assignment |= {r.image_id: "train" for r in fresh}
+    return records, assignment, index.metadata
+
+
+def source_counts(parts: dict[str, list[Record]]) -> dict[str, dict[str, dict[str, int]]]:
+    """Images per source, split and class: what the model card says the model saw."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for split, records in parts.items():
+        for r in records:
+            per_class = out.setdefault(r.source, {}).setdefault(split, dict.fromkeys(CLASSES, 0))
+            per_class[r.dx] += 1
+    return out
 
 
 def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[Run | None], split: Path | None,
@@ -253,20 +278,21 @@ def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[Run
     run's config and its checkpoint, if any), in the run's folder."""
     state, saved_weights, saved_optimizer = (resumed[1] if resumed and resumed[1] else (None, None, None))
     started = time.time() - (state.seconds if state else 0.0)
-    index = index_dataset(cfg.data, cfg.metadata)
-    print(index.summary())
-    assignment = _assignment(cfg, index.records, split)
+    records, assignment, metadata = _read_data(cfg, split)
     if resumed:
         config = resumed[0]
         split_sha = sha256_file(out / SPLIT)
     else:
-        split_sha = write_split(out / SPLIT, index.records, assignment)
-    parts = apply_split(index.records, assignment)
-    print("split: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()))
+        split_sha = write_split(out / SPLIT, records, assignment)
+    parts = apply_split(records, assignment)
+    print("split: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items())
+          + (f" (train: {sum(not r.lesion_id for r in parts['train'])} of them without lesion ids)"
+             if cfg.extra_train else ""))
     counts = {k: len(v) for k, v in parts.items()}
     if resumed and (counts != config["counts"] or split_sha != config["split_sha256"]):
-        raise DataError(f"the data under {cfg.data} no longer gives the run's split ({config['counts']}, now "
-                        f"{counts}): the run cannot continue on other images")
+        raise DataError(f"the data under {', '.join(cfg.data + cfg.extra_train)} no longer gives the run's split "
+                        f"({config['counts']}, now {counts}): the run cannot continue on other images")
+    sources = source_counts(parts)
     trained_on = ["train", "val"] if cfg.refit else ["train"]
     if cfg.refit:  # nothing is held out to select epochs on: every phase runs to its end
         parts = {"train": parts["train"] + parts["val"], "val": [], "test": parts["test"]}
@@ -288,9 +314,10 @@ def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[Run
     if not resumed:
         config = {**asdict(cfg), "commands": _history(cfg, ([source] if source else []) + earlier),
                   "input_size": list(size), "crop": built.crop, "classes": list(CLASSES),
-                  "data": str(Path(cfg.data).resolve()),
-                  "metadata": str(index.metadata.resolve()), "split_sha256": split_sha,
-                  "counts": counts, "trained_on": trained_on}
+                  "data": [str(Path(d).resolve()) for d in cfg.data],
+                  "extra_train": [str(Path(d).resolve()) for d in cfg.extra_train],
+                  "metadata": str(metadata.resolve()), "split_sha256": split_sha,
+                  "counts": counts, "sources": sources, "trained_on": trained_on}
         atomic_write_text(out / CONFIG, json.dumps(config, indent=2))
 
     arrays = {k: load_arrays(v, size, built.crop, cfg.color_constancy, cfg.workers, desc=k)
