@@ -862,3 +862,28 @@ def test_camera_effects_defocus_or_compress_about_half_the_images():
     assert 0.35 < (change == 0).mean() < 0.65  # 0.7 x 0.7 of the images untouched
     assert change[change > 0].min() > 1e-3 and detail[change > 0].mean() < 0.9  # the rest changed, softer
 
+
+def test_aspect_jitter_stretches_either_way_within_its_bound_and_is_off_by_default():
+    import tensorflow as tf
+
+    from lesionlite.training.pipeline import augment, stretch
+
+    yy, xx = np.mgrid[:96, :96]
+    disk = ((yy - 47.5) ** 2 + (xx - 47.5) ** 2 < 24 ** 2).astype(np.float32)  # a round lesion, 48 px across
+
+    def aspect(image: np.ndarray) -> float:  # width / height of what is bright
+        mask = image[..., 0] > 127 if image.ndim == 3 else image > 0.5
+        return mask.any(axis=0).sum() / mask.any(axis=1).sum()
+
+    squashed = stretch(tf.constant(disk[..., None]), tf.constant(0.75)).numpy()[..., 0]  # 4:3 made 1:1
+    assert abs(aspect(squashed) - 0.75) < 0.05 and squashed.shape == disk.shape
+    assert abs(aspect(stretch(tf.constant(disk[..., None]), tf.constant(4 / 3)).numpy()[..., 0]) - 4 / 3) < 0.06
+    tf.random.set_seed(0)
+    image = tf.constant(np.repeat(disk[..., None], 3, -1) * 255)
+    for jitter in (0.0, 0.34):
+        ratios = np.array([aspect(augment(image, "mild", jitter).numpy()) for _ in range(120)])
+        if jitter == 0:  # the shipped recipe: flips, quarter turns and square crops keep a disk round
+            assert np.all(np.abs(np.log(ratios)) < 0.05)
+        else:  # wider and taller, up to 1.34 times, log-uniformly
+            assert ratios.min() < 0.8 and ratios.max() > 1.25 and np.all(np.abs(np.log(ratios)) < np.log(1.34) + 0.05)
+            assert 0.35 < (ratios > 1).mean() < 0.65

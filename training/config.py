@@ -88,6 +88,11 @@ class TrainConfig:
         "mild", recipe=True, flag="--augment", choices=AUGMENTATIONS,
         help="mild: flips, quarter turns, slight zoom and colour jitter; robust adds any angle, zoom out, "
         "exposure, defocus and JPEG compression (another camera or dermatoscope)")
+    aspect_jitter: float = option(
+        0.0, recipe=True, metavar="FRACTION",
+        help="stretch each training image along one axis by up to 1 + FRACTION, either way (e.g. 0.34 spans "
+        "4:3 squashed to 1:1), so images resized without keeping their aspect ratio teach what true-aspect "
+        "ones do (0 = off)")
     color_constancy: str = option(
         "none", recipe=True, choices=tuple(COLOR_CONSTANCY),
         help="colour correction of every input, here and on the device (shades_of_gray: divide out the "

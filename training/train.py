@@ -327,7 +327,7 @@ def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[Run
                if cfg.imbalance == "class-weight" else None)
     seed = cfg.seed + (state.epoch if state else 0)
     train_ds = pipeline.dataset(x_tr, y_tr, cfg.batch, len(CLASSES), True, cfg.label_smoothing,
-                                weights, seed, cfg.mixup, cfg.augmentation)
+                                weights, seed, cfg.mixup, cfg.augmentation, cfg.aspect_jitter)
     loss = (losses.LogitAdjustedCrossEntropy.for_labels(y_tr, len(CLASSES))
             if cfg.imbalance == "logit-adjust" else keras.losses.CategoricalCrossentropy(from_logits=True))
 
