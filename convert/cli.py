@@ -39,8 +39,8 @@ def main(args: argparse.Namespace) -> int:
         from lesionlite.convert.scope import add_gate
 
         try:
-            print(add_gate(args.out, args.data or data_roots(meta["training"]["data"]), meta["training"].get("metadata"),
-                           args.dermoscopy, args.negatives))
+            data = args.data or data_roots(meta["training"]["data"])
+            print(add_gate(args.out, data, meta["training"].get("metadata"), args.dermoscopy, args.negatives))
         except (DataError, ValueError) as exc:
             raise SystemExit(f"error: {args.out} was written without a scope gate: {exc}") from None
     else:

@@ -85,8 +85,9 @@ def test_options_are_the_fields_with_the_fields_defaults():
 def test_the_recipe_a_refit_must_match():
     assert set(RECIPE) == {
         "arch", "alpha", "input_size", "color_constancy", "augmentation", "aspect_jitter", "imbalance",
-        "class_weight_power", "label_smoothing", "mixup", "ema", "epochs", "fine_tune_epochs", "fine_tune_fraction", "lr", "fine_tune_lr",
-        "qat_epochs", "qat_lr", "batch", "train_batchnorm", "refer_sensitivity", "confidence_floor"}
+        "class_weight_power", "label_smoothing", "mixup", "ema", "epochs", "fine_tune_epochs", "fine_tune_fraction",
+        "lr", "fine_tune_lr", "qat_epochs", "qat_lr", "batch", "train_batchnorm", "refer_sensitivity",
+        "confidence_floor"}
 
 
 def readme_train_commands() -> list[list[str]]:

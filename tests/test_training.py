@@ -470,8 +470,8 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_still_reports(ham_layout, tmp_path
 def two_roots(ham_layout, tmp_path_factory):
     """The HAM layout split over two roots as the full data is: ``ham`` (the metadata and the 48
     images at their size) and ``ham-more/images`` (9 more views at 200x150: one more of each of 5 lesions
-    and a view of each of 4 new lesions, rows added to the one metadata CSV), plus ``isic-x`` (images squashed to 64x64, labels.csv of image_id,dx, no lesion
-    ids) with one image id that is a HAM image's, a row without an image and an image without a row."""
+    and a view of each of 4 new lesions, rows added to the one metadata CSV), plus ``isic-x`` (images
+    squashed to 64x64, labels.csv of image_id,dx, no lesion ids) with one image id that is a HAM image's, a row without an image and an image without a row."""
     base = tmp_path_factory.mktemp("roots")
     ham, more, isic = base / "ham", base / "ham-more" / "images", base / "isic-x"
     shutil.copytree(ham_layout, ham)
@@ -562,7 +562,8 @@ def test_training_on_several_roots_records_its_images_per_source_and_the_card_sh
                    "--batch", "16", "--out", str(run), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = json.loads((run / "config.json").read_text())
-    assert config["data"] == [str(ham.resolve()), str(more.resolve())] and config["extra_train"] == [str(isic.resolve())]
+    assert config["data"] == [str(ham.resolve()), str(more.resolve())]
+    assert config["extra_train"] == [str(isic.resolve())]
     sources = config["sources"]
     assert set(sources) == {"ham", "ham-more", "isic-x"} and set(sources["isic-x"]) == {"train"}
     assert {s: sum(sum(c.values()) for c in sp.values()) for s, sp in sources.items()} == \
@@ -609,7 +610,8 @@ def test_the_shipped_split_extends_to_all_of_ham10000_and_the_isic_archive_train
     assert len(parts["test"]) == 1156 and len({r.lesion_id for r in parts["test"]}) == 855
     assert {r.image_id for r in parts["test"]} >= {i for i, s in shipped.items() if s == "test"}
     assert len(parts["val"]) == 1171 and len(parts["train"]) == 5696 + 1992 + 3066
-    assert sum(not r.lesion_id for r in parts["train"]) == 3066 and all(r.lesion_id for r in parts["val"] + parts["test"])
+    assert sum(not r.lesion_id for r in parts["train"]) == 3066
+    assert all(r.lesion_id for r in parts["val"] + parts["test"])
 
 
 def _train_until(marker: str, sig: int, *args: str) -> tuple[int, str]:
@@ -666,6 +668,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_with_its_optimizer_state(
     assert (f"continuing at its epoch {done + 1} of 3 (optimizer step {done * steps})") in proc.stdout
     assert "phase head" not in proc.stdout  # the finished phase is not trained again
     assert [r["epoch"] for r in _rows(killed)] == [r["epoch"] for r in _rows(whole)] == ["0", "1", "2", "3"]
+    assert all(float(r["seconds"]) > 0 for r in _rows(killed))  # each epoch's wall time, for estimates
     ends = [json.loads((run / "checkpoint.json").read_text()) for run in (whole, killed)]
     assert ends[0]["optimizer_step"] == ends[1]["optimizer_step"] == 3 * steps  # continued, not restarted at 0
     assert ends[1]["epoch"] == 4 and ends[1]["seconds"] > state["seconds"]  # time adds up over the sittings

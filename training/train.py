@@ -228,6 +228,18 @@ def _keep_history(path: Path, epochs: int) -> None:
         atomic_write_text(path, "".join(lines[:epochs + 1]))
 
 
+class EpochSeconds(keras.callbacks.Callback):
+    """Puts each epoch's wall time, training and validation scoring, in its history row (``seconds``):
+    what a long run's remaining time is estimated from."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.start = time.time()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["seconds"] = round(time.time() - self.start, 1)
+
+
 class Patience(keras.callbacks.EarlyStopping):
     """Early stopping whose count can continue where a resumed phase's stopped (``carry``)."""
 
@@ -385,7 +397,8 @@ def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[Run
             swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []
             capture, write = checkpointer.callbacks(i, name, first, epochs, scorer, patience)
             hist = model.fit(train_ds, epochs=first + epochs, initial_epoch=epoch,
-                             callbacks=[capture, *swap, scorer, logger, *([patience] if patience else []), write],
+                             callbacks=[capture, *swap, scorer, EpochSeconds(), logger,
+                                        *([patience] if patience else []), write],
                              verbose=1 if sys.stdout.isatty() else 2)
             epoch += len(hist.epoch)
     except KeyboardInterrupt:
