@@ -41,6 +41,8 @@ def test_print_config_shows_the_effective_config_and_exits_0(tmp_path):
     (["--input-size", "24", "32", "40"], "argument --input-size: takes one or two numbers, got 3"),
     (["--batch", "0"], "argument --batch: must be positive, got 0"),
     (["--augment", "wild"], "argument --augment: invalid choice: 'wild'"),
+    (["--fold", "3/2"], "argument --fold: expected I/K with K >= 2 and I from 1 to K, like 2/5, got '3/2'"),
+    (["--fold", "1/1"], "argument --fold: expected I/K"),
 ])
 def test_bad_options_are_refused_in_one_line_before_any_work(args, message):
     proc = run_cli("train", "--data", "d", "--out", "o", *args, "--print-config")

@@ -471,7 +471,8 @@ def two_roots(ham_layout, tmp_path_factory):
     """The HAM layout split over two roots as the full data is: ``ham`` (the metadata and the 48
     images at their size) and ``ham-more/images`` (9 more views at 200x150: one more of each of 5 lesions
     and a view of each of 4 new lesions, rows added to the one metadata CSV), plus ``isic-x`` (images
-    squashed to 64x64, labels.csv of image_id,dx, no lesion ids) with one image id that is a HAM image's, a row without an image and an image without a row."""
+    squashed to 64x64, labels.csv of image_id,dx, no lesion ids) with one image id that is a HAM image's,
+    a row without an image and an image without a row."""
     base = tmp_path_factory.mktemp("roots")
     ham, more, isic = base / "ham", base / "ham-more" / "images", base / "isic-x"
     shutil.copytree(ham_layout, ham)
@@ -733,6 +734,53 @@ def test_a_checkpoint_restores_weights_and_optimizer_state_and_refuses_another_m
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="cannot be read"):
         load(path)
+
+
+def test_folds_deal_train_and_validation_by_lesion_and_the_report_gives_their_spread(ham_layout, tmp_path):
+    recipe = ["--data", str(ham_layout), "--arch", "seed-cnn", "--input-size", "24", "32", "--epochs", "2",
+              "--batch", "16"]
+    runs = [tmp_path / f"fold{i}" for i in (1, 2)]
+    for i, run in enumerate(runs, 1):
+        proc = run_cli("train", *recipe, "--fold", f"{i}/2", "--out", str(run), timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert f"fold {i}/2: " in proc.stdout
+    splits = [read_split(run / "split.csv") for run in runs]  # each refuses a lesion on two sides
+    sides = [{s: {k for k, v in split.items() if v == s} for s in ("train", "val", "test")} for split in splits]
+    assert sides[0]["test"] == sides[1]["test"]  # test is untouched
+    assert not sides[0]["val"] & sides[1]["val"] and sides[0]["val"] and sides[1]["val"]
+    pool = sides[0]["train"] | sides[0]["val"]
+    assert sides[0]["val"] | sides[1]["val"] == pool == sides[1]["train"] | sides[1]["val"]
+
+    proc = run_cli("folds", *map(str, runs[::-1]))
+    assert proc.returncode == 0, proc.stderr
+    scores = [max(float(r["val_balanced_accuracy"]) for r in _rows(run)) for run in runs]
+    mean, sd = np.mean(scores), np.std(scores, ddof=1)
+    val_lesions = {r["lesion_id"] for r in csv.DictReader(open(runs[0] / "split.csv")) if r["split"] == "val"}
+    assert proc.stdout.splitlines()[1].split()[:4] == ["1/2", str(len(sides[0]["val"])), str(len(val_lesions)),
+                                                       f"{scores[0]:.4f}"]
+    assert f"mean {mean:.4f}, standard deviation {sd:.4f}" in proc.stdout
+    assert "test" not in proc.stdout.replace(str(tmp_path), "")  # no test figure before the choice
+    for run, best in zip(runs, (0.6, 0.7)):  # known scores: the kept epoch's, the sample SD
+        rows = _rows(run)
+        for r, score in zip(rows, (best - 0.1, best)):
+            r["val_balanced_accuracy"] = score
+        with open(run / "history.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    proc = run_cli("folds", *map(str, runs))
+    assert "mean 0.6500, standard deviation 0.0707, range 0.6000-0.7000" in proc.stdout, proc.stdout
+    assert "0.7000 (ep  2)" in proc.stdout
+
+    other = tmp_path / "other"
+    shutil.copytree(runs[1], other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "batch": 8}))
+    proc = run_cli("folds", str(runs[0]), str(other))
+    assert proc.returncode == 2 and "are runs of other recipes: --batch 16" in proc.stderr
+    (other / "config.json").write_text(json.dumps({**config, "fold": None}))
+    proc = run_cli("folds", str(runs[0]), str(other))
+    assert proc.returncode == 2 and f"{other} was not trained on a fold" in proc.stderr
 
 
 def test_mixup_blends_images_labels_and_weights_by_the_same_share():

@@ -25,6 +25,17 @@ def option(default: Any = MISSING, *, help: str | None = None, recipe: bool = Fa
     return field(default=default, metadata=meta)
 
 
+def fold_spec(text: str) -> str:
+    """``--fold I/K``: fold I (counted from 1) of K, at least 2."""
+    try:
+        i, k = (int(v) for v in text.split("/"))
+    except ValueError:
+        i = k = 0
+    if not (k >= 2 and 1 <= i <= k):
+        raise argparse.ArgumentTypeError(f"expected I/K with K >= 2 and I from 1 to K, like 2/5, got {text!r}")
+    return f"{i}/{k}"
+
+
 class _Size(argparse.Action):
     """``--input-size``: one number (a square's side) or two (height, width), kept as (height, width)."""
 
@@ -55,6 +66,11 @@ class TrainConfig:
         "leave-out", choices=("leave-out", "train"),
         help="with --split: where the images of lesions the split file does not name go (train: to training, "
         "as they are in no validation or test split)")
+    fold: str | None = option(
+        None, metavar="I/K", type=fold_spec,
+        help="validate on fold I of K: the split's train and validation lesions are dealt into K folds, stratified "
+        "by diagnosis (the same folds for every recipe and seed), fold I validates and the others train; test is "
+        "untouched. One run per fold, then lesionlite folds RUN... gives the mean and the spread")
     extra_train: list[str] = option(
         [], action="append", metavar="DIR",
         help="dermoscopy without lesion ids, for training only (never validation or test): a folder with "

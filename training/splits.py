@@ -34,6 +34,23 @@ def make_split(records: list[Record], val: float = 0.15, test: float = 0.15,
     return assignment
 
 
+FOLD_SEED = 0
+"""The folds of ``--fold`` depend on the split and K alone, so recipes and seeds are compared on the same ones."""
+
+
+def fold(records: list[Record], assignment: dict[str, str], spec: str) -> dict[str, str]:
+    """``assignment`` with its train and validation images (those with lesion ids) dealt into K folds
+    by lesion, stratified by diagnosis, fold I (``spec`` "I/K") validating and the others training."""
+    i, k = (int(v) for v in spec.split("/"))
+    pool = [r for r in records if assignment.get(r.image_id) in ("train", "val") and r.lesion_id]
+    folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=FOLD_SEED)
+    held = list(folds.split(np.zeros(len(pool)), [r.dx for r in pool], [r.lesion_id for r in pool]))[i - 1][1]
+    val = {pool[j].image_id for j in held}
+    print(f"fold {spec}: {len(val)} of the {len(pool)} train + validation images "
+          f"({len({pool[j].lesion_id for j in held})} lesions) validate")
+    return {**assignment, **{r.image_id: "val" if r.image_id in val else "train" for r in pool}}
+
+
 def write_split(path: Path, records: list[Record], assignment: dict[str, str]) -> str:
     """Write ``image_id,lesion_id,dx,split`` of the assigned images atomically; return the file's sha256."""
     buf = io.StringIO()

@@ -27,7 +27,7 @@ from lesionlite.training.checkpoint import Checkpointer, load, restore
 from lesionlite.training.calibrate import decision_thresholds, fit_temperature
 from lesionlite.training.config import RECIPE, RECIPE_DEFAULTS, TrainConfig, flag
 from lesionlite.training.report import write_report
-from lesionlite.training.splits import cover, make_split, write_split
+from lesionlite.training.splits import cover, fold, make_split, write_split
 
 HISTORY = "history.csv"
 
@@ -255,11 +255,14 @@ class Patience(keras.callbacks.EarlyStopping):
 def _read_data(cfg: TrainConfig, split: Path | None) -> tuple[list[Record], dict[str, str], Path]:
     """Every image the run may use (HAM10000 under the ``--data`` roots, then the ``--extra-train``
     folders') and its split: HAM10000 images by the split file (its lesions' other images on their
-    side) or a new lesion-grouped split, extra images in train. Also the metadata file."""
+    side) or a new lesion-grouped split (with ``--fold``, its train and validation dealt into folds),
+    extra images in train. Also the metadata file."""
     index = index_dataset(cfg.data, cfg.metadata)
     print(index.summary())
     assignment = (cover(index.records, read_split(split), cfg.unnamed_lesions) if split
                   else make_split(index.records, seed=cfg.seed))
+    if cfg.fold:
+        assignment = fold(index.records, assignment, cfg.fold)
     ham_ids = {r.image_id for r in index.records} | set(index.rows_without_image)
     records = list(index.records)
     for folder in cfg.extra_train:
