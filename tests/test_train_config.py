@@ -95,7 +95,8 @@ def test_the_recipe_a_refit_must_match():
 def readme_train_commands() -> list[list[str]]:
     """Every whole ``lesionlite train`` command of the READMEs (optional parts in [brackets] left out)."""
     commands = []
-    for readme in [ROOT / "README.md", ROOT / "training" / "README.md", *sorted((ROOT / "models").glob("**/README.md"))]:
+    readmes = [ROOT / "README.md", ROOT / "training" / "README.md", *sorted((ROOT / "models").glob("**/README.md"))]
+    for readme in readmes:
         for line in readme.read_text().replace("\\\n", " ").splitlines():
             start = line.find("lesionlite train ")
             if start >= 0 and "--data" in line and "--out" in line:
