@@ -676,8 +676,10 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_with_its_optimizer_state(
     config = Run.finished(killed).config
     assert config["resumed"] == [{"at_epoch": state["epoch"], "command": f"lesionlite train --resume {killed}"}]
     assert not (killed / "checkpoint.npz").exists() and (killed / "report" / "summary.md").is_file()
-    proc = run_cli("train", "--resume", str(killed), timeout=600)
-    assert proc.returncode == 2 and "finished its schedule" in proc.stderr
+    from lesionlite.training.train import resume
+
+    with pytest.raises(DataError, match="finished its schedule, nothing is left to train"):
+        resume(killed)
 
 
 def test_a_run_stopped_by_ctrl_c_in_quantization_aware_training_resumes_and_is_no_longer_marked(ham_layout,
@@ -686,13 +688,20 @@ def test_a_run_stopped_by_ctrl_c_in_quantization_aware_training_resumes_and_is_n
 
     from lesionlite.convert.run import Run
 
-    run = tmp_path / "qat"
-    code, output = _train_until("epoch 2: checkpoint.npz written", signal.SIGINT, "--data", str(ham_layout),
+    run, data = tmp_path / "qat", tmp_path / "data"
+    shutil.copytree(ham_layout, data)
+    code, output = _train_until("epoch 2: checkpoint.npz written", signal.SIGINT, "--data", str(data),
                                 "--arch", "seed-cnn", "--input-size", "24", "32", "--epochs", "1", "--qat-epochs", "6",
                                 "--patience", "10", "--batch", "4", "--out", str(run))
     assert code == 130 and "continues it from its last checkpoint" in output, output[-2000:]
     stopped = Run.finished(run).interrupted_after
     assert 2 <= stopped < 7
+    image = next(data.rglob("*.jpg"))
+    image.rename(tmp_path / image.name)  # the data changed: refused, and the run left as it was
+    proc = run_cli("train", "--resume", str(run), timeout=600)
+    assert proc.returncode == 2 and "no longer gives the run's split" in proc.stderr, proc.stderr[-2000:]
+    assert Run.finished(run).interrupted_after == stopped and (run / "report" / "summary.md").is_file()
+    (tmp_path / image.name).rename(image)
     proc = run_cli("train", "--resume", str(run), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "simulating int8 rounding" in proc.stdout and "phase all" not in proc.stdout

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -68,8 +69,6 @@ class Checkpointer:
 
         class Write(keras.callbacks.Callback):
             def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                import time
-
                 done = epoch + 1 - first_epoch
                 state = State(
                     epoch=epoch + 1, phase=phase, phase_name=name, phase_epochs=done,

@@ -194,10 +194,8 @@ def resume(run_dir: str | Path, command: str = "") -> Path:
     cfg = TrainConfig.from_record(record.config, str(out))
     size = cfg.size
     checkpoint = load(out / CHECKPOINT) if (out / CHECKPOINT).is_file() else None
-    earlier: list[Run | None] = []
     if checkpoint is None:  # starting over: the --init models are needed again
         _check_files(cfg)
-        earlier = _init_runs(cfg)
     calibration, source = None, None
     if cfg.refit:  # its calibration comes from the run it refits, as when it started
         _, calibration, source = _refit_source(replace(cfg, split=None), size)
@@ -205,15 +203,22 @@ def resume(run_dir: str | Path, command: str = "") -> Path:
     config = dict(record.config)
     config.pop("interrupted_after_epochs", None)
     config["resumed"] = config.get("resumed", []) + [{"at_epoch": epoch, "command": command}]
-    atomic_write_text(out / CONFIG, json.dumps(config, indent=2))
-    (out / CALIBRATION).unlink(missing_ok=True)  # a run is finished again only when this sitting finishes it
-    shutil.rmtree(out / "report", ignore_errors=True)
-    _keep_history(out / HISTORY, epoch)
-    if checkpoint is None:
-        (out / MODEL).unlink(missing_ok=True)
     keras.utils.set_random_seed(cfg.seed + epoch)  # another draw of shuffles and augmentation per sitting
     print(f"resuming {out} after {epoch} epochs" + (" (no checkpoint yet: from the start)" if not checkpoint else ""))
-    return _train(cfg, out, size, earlier, out / SPLIT, calibration, source, (config, checkpoint))
+    return _train(cfg, out, size, [], out / SPLIT, calibration, source, (config, checkpoint))
+
+
+def _start_sitting(out: Path, config: dict, epoch: int, checkpoint: bool) -> None:
+    """Once a resumed run's data and model are ready: record the sitting, and undo what the run's
+    end would otherwise seem to have done (a Ctrl-C's calibration and report, its mark, history rows
+    and a best model of epochs the checkpoint does not hold), so the run is finished again only when
+    this sitting finishes it. Until here a failed resume leaves the run as it was."""
+    atomic_write_text(out / CONFIG, json.dumps(config, indent=2))
+    (out / CALIBRATION).unlink(missing_ok=True)
+    shutil.rmtree(out / "report", ignore_errors=True)
+    _keep_history(out / HISTORY, epoch)
+    if not checkpoint:
+        (out / MODEL).unlink(missing_ok=True)
 
 
 def _keep_history(path: Path, epochs: int) -> None:
@@ -358,6 +363,8 @@ def _train(cfg: TrainConfig, out: Path, size: tuple[int, int], earlier: list[Run
         phases.append(("fine-tune", cfg.fine_tune_epochs, cfg.fine_tune_lr, cfg.fine_tune_fraction))
     phases.append(("quantization-aware", cfg.qat_epochs, cfg.qat_lr, 1.0))
     epoch = state.epoch if state else 0
+    if resumed:
+        _start_sitting(out, config, epoch, state is not None)
     try:
         for i, (name, epochs, lr, fraction) in enumerate(phases):
             if epochs <= 0 or (state and i < state.phase):
