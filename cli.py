@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lesionlite.edge.serve import cli as serve_cli
     from lesionlite.edge.scale import cli as scale_cli
     from lesionlite.training import cli as train_cli
+    from lesionlite.training import folds as folds_cli
 
     parser = OneLineParser(
         prog="lesionlite", description=f"Skin-lesion classifier for the Raspberry Pi. {DISCLAIMER}")
@@ -110,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on HAM10000 (needs TensorFlow)")
     train_cli.add_arguments(p)
     p.set_defaults(handler=_handler("lesionlite.training.cli", "tensorflow", TF_HINT, unless="print_config"))
+
+    p = sub.add_parser("folds", help="mean and spread of one recipe's validation scores over the folds of "
+                       "train --fold I/K", description="the validation scores of one recipe's runs on the folds of "
+                       "train --fold I/K, their mean and spread (no test figure)")
+    folds_cli.add_arguments(p)
+    p.set_defaults(handler=_handler("lesionlite.training.folds"))
 
     p = sub.add_parser("convert", help="convert a training run to a verified TFLite bundle (needs TensorFlow)")
     convert_cli.add_arguments(p)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lesionlite.convert.card import model_card
-from lesionlite.convert.data import DataError, apply_split, index_dataset, load_arrays, read_split
+from lesionlite.convert.data import DataError, apply_split, data_roots, index_dataset, load_arrays, read_split
 from lesionlite.convert.run import Run
 from lesionlite.convert.tflite import convert, representative_indices
 from lesionlite.convert.verify import verify
@@ -79,7 +79,8 @@ def build_metadata(run: Run, name: str, quantize: str, input_detail: dict, outpu
         "training": {k: cfg.get(k) for k in ("arch", "alpha", "input_size", "data", "metadata", "seed",
                                               "split_sha256", "counts", "trained_on", "epochs", "fine_tune_epochs",
                                               "imbalance", "label_smoothing", "qat_epochs")}
-                    | {k: cfg[k] for k in ("interrupted_after_epochs",) if k in cfg},  # a run stopped by hand
+                    | {k: cfg[k] for k in ("interrupted_after_epochs",  # a run stopped by hand
+                                           "sources", "extra_train") if k in cfg},  # the images it saw, by source
         "code_version": code_version(),
     }
 
@@ -110,11 +111,13 @@ def check_out(out: Path) -> None:
 
 def _load_split_arrays(run: Run, data: str | None, n_representative: int) -> dict:
     cfg = run.config
-    index = index_dataset(data or cfg["data"], None if data else cfg.get("metadata"))
+    roots = data or data_roots(cfg["data"])
+    index = index_dataset(roots, None if data else cfg.get("metadata"))
     parts = apply_split(index.records, read_split(run.split_file))
-    missing = {k: n - len(parts[k]) for k, n in cfg.get("counts", {}).items() if n > len(parts[k])}
-    if missing:
-        raise DataError(f"images of the run's split are missing under {data or cfg['data']} ("
+    missing = {k: n - len(parts[k]) for k, n in cfg.get("counts", {}).items() if k != "train" and n > len(parts[k])}
+    if missing or not parts["train"]:
+        missing = missing or {"train": cfg["counts"]["train"]}
+        raise DataError(f"images of the run's split are missing under {', '.join(roots)} ("
                         + ", ".join(f"{n} of {cfg['counts'][k]} {k}" for k, n in missing.items())
                         + "): the bundle's figures would not be the run's; pass --data with all of them")
     look = (tuple(cfg["input_size"]), cfg["crop"], run.color_constancy)
@@ -126,7 +129,7 @@ def _load_split_arrays(run: Run, data: str | None, n_representative: int) -> dic
             "test_lesions": np.array([r.lesion_id for r in parts["test"]])}
 
 
-def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str | None = None,
+def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str | list[str] | None = None,
                 min_agreement: float = 0.98, max_ba_loss: float = 0.015, n_representative: int = 300,
                 representative: np.ndarray | None = None, threads: int | None = None,
                 command: str = "") -> dict:
@@ -139,7 +142,7 @@ def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str |
     if run.interrupted_after is not None:
         print(f"warning: {run_dir} was interrupted after {run.interrupted_after} epochs, "
               "before its schedule ended; the model card says so", file=sys.stderr)
-    arrays = _load_split_arrays(run, data, n_representative)
+    arrays = _load_split_arrays(run, data and data_roots(data), n_representative)
     if representative is None:
         representative = arrays["representative"]
     temperature = run.calibration["temperature"]

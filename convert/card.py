@@ -42,6 +42,46 @@ Fitted on (images per set, held-out groups excluded): {fitted}.
 """
 
 
+def data_section(meta: dict, codes: list[str], stopped: str) -> str:
+    """The card's account of the images: how many, from where, how they were split, and (for runs that
+    recorded it) a table of the images per source, split and class, with what the model trained on."""
+    tr = meta["training"]
+    folders = [Path(d).name for d in ([tr["data"]] if isinstance(tr["data"], str) else tr["data"])]
+    where = f"the folder `{folders[0]}`" if len(folders) == 1 else "the folders " + ", ".join(f"`{f}`" for f in folders)
+    extra = tr.get("extra_train") or []
+    extra_names = ", ".join(f"`{Path(d).name}`" for d in extra)
+    extra_note = f" and, for training only, dermoscopy without lesion ids from {extra_names}" if extra else ""
+    text = f"""## Data
+HAM10000 dermoscopic images ({len(codes)} classes: {', '.join(codes)}), {sum(tr['counts'].values())}
+images from {where}{extra_note}. Split grouped by `lesion_id` (no lesion in two splits), stratified by diagnosis,
+seed {tr['seed']}: {tr['counts']}, trained on {' + '.join(trained_on(meta))}; split file sha256 `{tr['split_sha256']}` (`split.csv` here).{stopped}
+The population is mostly fair-skinned (Austria, Australia); dx labels are histopathology for most
+malignant cases and follow-up/expert consensus for many benign ones.
+"""
+    sources = tr.get("sources")
+    if not sources:  # runs from before sources were recorded
+        return text
+    seen = trained_on(meta)
+    rows = []
+    for source, splits in sources.items():
+        for split, per_class in splits.items():
+            mark = "trained on" if split in seen else "held out"
+            rows.append(f"| {source} | {split} ({mark}) | " + " | ".join(str(per_class.get(c, 0)) for c in codes)
+                        + f" | {sum(per_class.values())} |")
+    totals = {c: sum(pc.get(c, 0) for sp in sources.values() for split, pc in sp.items() if split in seen)
+              for c in codes}
+    rows.append("| **all** | **images the model trained on** | " + " | ".join(f"**{n}**" for n in totals.values())
+                + f" | **{sum(totals.values())}** |")
+    no_ids = f" (images without lesion ids, from {extra_names}, are in train only: never validation or test)"
+    return text + f"""
+Images per source, split and class{no_ids if extra else ''}:
+
+| source | split | {' | '.join(codes)} | all |
+|---|---|{'---|' * len(codes)}---|
+{chr(10).join(rows)}
+"""
+
+
 def model_card(meta: dict) -> str:
     m = meta["metrics"]
     tr = meta["training"]
@@ -83,13 +123,7 @@ to rule out skin cancer.
   validation for {thr['refer_sensitivity_on_val']:.0%} sensitivity per class{rule}), `uncertain` when the top
   probability is below {thr['confidence_floor']:.2f}, else `monitor`. It never says "benign".
 
-## Data
-HAM10000 dermoscopic images ({len(codes)} classes: {', '.join(codes)}), {sum(tr['counts'].values())}
-images from the folder `{Path(tr['data']).name}`. Split grouped by `lesion_id` (no lesion in two splits), stratified by diagnosis,
-seed {tr['seed']}: {tr['counts']}, trained on {' + '.join(trained_on(meta))}; split file sha256 `{tr['split_sha256']}` (`split.csv` here).{stopped}
-The population is mostly fair-skinned (Austria, Australia); dx labels are histopathology for most
-malignant cases and follow-up/expert consensus for many benign ones.
-
+{data_section(meta, codes, stopped)}
 ## Metrics (lesion-disjoint test split, {m['test']['tflite']['n']} images)
 | model | balanced accuracy | accuracy | mel sensitivity @ 80% specificity | macro AUC | ECE |
 |---|---|---|---|---|---|

@@ -13,7 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN_DIR", help="a finished `lesionlite train` run directory")
     p.add_argument("--quantize", choices=QUANTIZATIONS, default="int8")
     p.add_argument("--out", required=True, help="bundle directory to write, e.g. models/my-model")
-    p.add_argument("--data", help="image folder, if not where the run was trained")
+    p.add_argument("--data", action="append", metavar="DIR",
+                   help="HAM10000 image folder(s), if not where the run was trained (repeat for each)")
     p.add_argument("--min-agreement", type=float, default=0.98,
                    help="refuse below this top-1 agreement with the Keras model (default 0.98)")
     p.add_argument("--max-ba-loss", type=float, default=0.015,
@@ -27,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from lesionlite.convert.bundle import ConversionRefused, convert_run
-    from lesionlite.convert.data import DataError
+    from lesionlite.convert.data import DataError, data_roots
 
     try:
         meta = convert_run(args.run, args.quantize, args.out, args.data, args.min_agreement,
@@ -39,8 +40,8 @@ def main(args: argparse.Namespace) -> int:
         from lesionlite.convert.scope import add_gate
 
         try:
-            print(add_gate(args.out, [args.data or meta["training"]["data"]], meta["training"].get("metadata"),
-                           args.dermoscopy, args.negatives))
+            data = args.data or data_roots(meta["training"]["data"])
+            print(add_gate(args.out, data, meta["training"].get("metadata"), args.dermoscopy, args.negatives))
         except (DataError, ValueError) as exc:
             raise CommandError(f"{args.out} was written without a scope gate: {exc}") from None
     else:

@@ -1,4 +1,5 @@
-"""Read the HAM10000 layout (a metadata CSV plus one or more folders of ``ISIC_*.jpg`` images) and a
+"""Read the HAM10000 layout (a metadata CSV plus one or more folders of ``ISIC_*.jpg`` images, under one
+or several roots), dermoscopy without lesion ids for training only (a folder with ``labels.csv``), and a
 run's split file, and decode the images of a split as the edge does."""
 from __future__ import annotations
 
@@ -27,8 +28,22 @@ class DataError(LesionliteError, ValueError):
 class Record:
     image_id: str
     lesion_id: str
+    """Empty for an image without one (extra training data: each image is its own group)."""
     dx: str
     path: Path
+    source: str = ""
+    """The data root's name (:func:`source_name`): where the image came from, for the model card."""
+
+
+def source_name(folder: str | Path) -> str:
+    """A data set's name: ``isic-archive`` for ``.../isic-archive/images`` (not its image folder's)."""
+    folder = Path(folder).resolve()
+    return folder.parent.name if folder.name == "images" else folder.name
+
+
+def data_roots(data: str | Path | list) -> list[str]:
+    """The data roots of a ``--data`` value or a run's record (runs before several roots kept one)."""
+    return [str(data)] if isinstance(data, (str, Path)) else [str(d) for d in data]
 
 
 @dataclass
@@ -42,14 +57,13 @@ class DataIndex:
     duplicate_images: list[Path] = field(default_factory=list)
 
     def summary(self) -> str:
-        counts = {c: 0 for c in CLASSES}
-        for r in self.records:
-            counts[r.dx] += 1
-        lines = [
-            f"{len(self.records)} images matched to {self.metadata.name} "
-            f"({len({r.lesion_id for r in self.records})} lesions): "
-            + ", ".join(f"{c} {n}" for c, n in counts.items()),
-        ]
+        lesions = {r.lesion_id for r in self.records}
+        groups = f"{len(lesions)} lesions" if all(lesions) else "no lesion ids: training only"
+        lines = [f"{len(self.records)} images matched to {self.metadata.name} ({groups}): "
+                 + _class_counts(self.records)]
+        sources = sorted({r.source for r in self.records})
+        if len(sources) > 1:
+            lines += [f"  {s}: " + _class_counts([r for r in self.records if r.source == s]) for s in sources]
         if self.rows_without_image:
             lines.append(f"{len(self.rows_without_image)} metadata rows have no image "
                          f"(e.g. {', '.join(self.rows_without_image[:3])})")
@@ -59,6 +73,13 @@ class DataIndex:
         if self.duplicate_images:
             lines.append(f"{len(self.duplicate_images)} duplicate image files ignored")
         return "\n".join(lines)
+
+
+def _class_counts(records: list[Record]) -> str:
+    counts = {c: 0 for c in CLASSES}
+    for r in records:
+        counts[r.dx] += 1
+    return ", ".join(f"{c} {n}" for c, n in counts.items())
 
 
 def find_metadata(data_dir: Path) -> Path:
@@ -91,14 +112,20 @@ def read_metadata(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def index_dataset(data_dir: str | Path, metadata: str | Path | None = None) -> DataIndex:
-    """Match the metadata rows to the image files found anywhere under ``data_dir``."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise DataError(f"data folder not found: {data_dir}")
-    meta_path = Path(metadata) if metadata else find_metadata(data_dir)
+def index_dataset(data: str | Path | list, metadata: str | Path | None = None) -> DataIndex:
+    """Match the metadata rows to the image files found anywhere under the data root(s) ``data``
+    (the metadata CSV, unless given, is the first root's). Roots may hold images of any size; an image
+    found under two roots is taken from the first."""
+    roots = [Path(d) for d in data_roots(data)]
+    for root in roots:
+        if not root.is_dir():
+            raise DataError(f"data folder not found: {root}")
+    meta_path = Path(metadata) if metadata else find_metadata(roots[0])
     rows = read_metadata(meta_path)
-    images = images_by_stem(data_dir)
+    images: dict[str, list[tuple[Path, str]]] = {}
+    for root, name in zip(roots, _unique_names(roots)):
+        for stem, paths in images_by_stem(root).items():
+            images.setdefault(stem, []).extend((p, name) for p in paths)
     records, missing = [], []
     labelled: dict[str, tuple[str, str]] = {}
     for row in rows:
@@ -110,16 +137,65 @@ def index_dataset(data_dir: str | Path, metadata: str | Path | None = None) -> D
                                 f"({' '.join(labelled[image_id])} and {' '.join(label)})")
             continue  # the same row twice
         labelled[image_id] = label
-        paths = images.get(image_id)
-        if paths:
-            records.append(Record(image_id, row["lesion_id"].strip(), row["dx"].strip(), paths[0]))
+        found = images.get(image_id)
+        if found:
+            path, source = found[0]
+            records.append(Record(image_id, label[0], label[1], path, source))
         else:
             missing.append(image_id)
-    extra = [p for stem, ps in images.items() if stem not in labelled for p in ps]
-    duplicates = [p for ps in images.values() for p in ps[1:]]
+    extra = [p for stem, ps in images.items() if stem not in labelled for p, _ in ps]
+    duplicates = [p for ps in images.values() for p, _ in ps[1:]]
     if not records:
-        raise DataError(f"no image under {data_dir} matches a row of {meta_path.name}")
+        raise DataError(f"no image under {', '.join(map(str, roots))} matches a row of {meta_path.name}")
     return DataIndex(meta_path, records, missing, extra, duplicates)
+
+
+def _unique_names(roots: list[Path]) -> list[str]:
+    """:func:`source_name` of each root, numbered where two share one."""
+    names = [source_name(r) for r in roots]
+    return [n if names.count(n) == 1 else f"{n}-{names[:i + 1].count(n)}" for i, n in enumerate(names)]
+
+
+EXTRA_LABELS = "labels.csv"
+
+
+def index_extra(folder: str | Path, exclude: set[str] = frozenset()) -> DataIndex:
+    """Dermoscopy without lesion ids, for training only: ``labels.csv`` (``image_id,dx``, more columns
+    allowed) in ``folder`` and the images under it. Each image is its own group (empty lesion id).
+    Images whose id is in ``exclude`` (the HAM10000 metadata's) are left out, so that no image can
+    reach training by this door that a lesion-grouped split keeps in validation or test."""
+    folder = Path(folder)
+    labels = folder / EXTRA_LABELS
+    if not labels.is_file():
+        raise DataError(f"--extra-train {folder}: no {EXTRA_LABELS} (image_id,dx) in it")
+    with open(labels, newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or not {"image_id", "dx"} <= set(rows[0]):
+        raise DataError(f"{labels} lacks the columns image_id, dx")
+    unknown = sorted({r["dx"].strip() for r in rows} - set(CLASSES))
+    if unknown:
+        raise DataError(f"{labels}: unknown dx codes {unknown}; expected {list(CLASSES)} (map them first)")
+    images = images_by_stem(folder)
+    name = source_name(folder)
+    records, missing, shared, seen = [], [], [], set()
+    for row in rows:
+        image_id = row["image_id"].strip()
+        if image_id in seen:
+            continue
+        seen.add(image_id)
+        if image_id in exclude:
+            shared.append(image_id)
+        elif image_id in images:
+            records.append(Record(image_id, "", row["dx"].strip(), images[image_id][0], name))
+        else:
+            missing.append(image_id)
+    if shared:
+        print(f"{name}: {len(shared)} images share an image id with the HAM10000 metadata "
+              f"(e.g. {', '.join(shared[:3])}) and are left out: they may be HAM10000 images of another split")
+    if not records:
+        raise DataError(f"no image under {folder} matches a row of {labels}")
+    extra = [p for stem, ps in images.items() if stem not in seen for p in ps]
+    return DataIndex(labels, records, missing, extra, [p for ps in images.values() for p in ps[1:]])
 
 
 def read_split(path: Path) -> dict[str, str]:

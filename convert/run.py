@@ -9,6 +9,8 @@ from pathlib import Path
 from lesionlite.convert.data import DataError
 
 CONFIG, CALIBRATION, MODEL, SPLIT = "config.json", "calibration.json", "model.keras", "split.csv"
+CHECKPOINT = "checkpoint.npz"
+"""The state at the end of a run's last whole epoch, which ``train --resume`` continues from."""
 FINISHED = (CONFIG, CALIBRATION, MODEL, SPLIT)
 """The files of a finished run: what ``convert`` and ``train --refit`` need from it."""
 
@@ -24,6 +26,8 @@ class Run:
     def read(cls, path: str | Path) -> "Run":
         """The run in ``path``, finished or not (its ``config.json`` is written first)."""
         path = Path(path)
+        if not (path / CONFIG).is_file():
+            raise DataError(f"{path} is not a training run: no {CONFIG}")
         return cls(path, json.loads((path / CONFIG).read_text()))
 
     @classmethod
@@ -32,7 +36,9 @@ class Run:
         path = Path(path)
         missing = next((name for name in FINISHED if not (path / name).is_file()), None)
         if missing:
-            raise DataError(f"{path} is not a finished training run: no {missing}")
+            stopped = (f" (it stopped before its end: continue it with lesionlite train --resume {path})"
+                       if (path / CONFIG).is_file() else "")
+            raise DataError(f"{path} is not a finished training run: no {missing}{stopped}")
         return cls.read(path)
 
     @classmethod

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lesionlite.convert.card import model_card
-from lesionlite.convert.data import DataError, lesion_splits
+from lesionlite.convert.data import DataError, lesion_splits, source_name
 from lesionlite.convert.scope_data import Item, degraded_items, folder_items, ham_items, negative_items
 from lesionlite.convert.tflite import expose_features
 from lesionlite.edge.bundle import (METADATA_FILE, MODEL_FILE, SCHEMA, SPLIT_FILE, from_metadata, load_bundle,
@@ -182,13 +182,8 @@ def scope_items(bundle_dir: Path, data: list[str], metadata: str | None, dermosc
     test lesions out)."""
     split = lesion_splits(bundle_dir / SPLIT_FILE)
     ham = ham_items([Path(d) for d in data], Path(metadata) if metadata else None, split)
-    others = [i for d in map(Path, dermoscopy) for i in folder_items(d, _source_name(d), True)]
+    others = [i for d in map(Path, dermoscopy) for i in folder_items(d, source_name(d), True)]
     return ham + others + degraded_items(ham) + negative_items(Path(negatives))
-
-
-def _source_name(folder: Path) -> str:
-    """``isic-archive`` for ``.../isic-archive/images``: a dataset's name, not its image folder's."""
-    return folder.resolve().parent.name if folder.name == "images" else folder.name
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -53,14 +53,11 @@ def _file(path: Path) -> Callable[[], Image.Image]:
 
 
 def ham_items(roots: list[Path], metadata: Path | None, split: dict[str, str]) -> list[Item]:
-    """HAM10000 images under ``roots`` (the download's layout), grouped by lesion, leaving out every
-    lesion that ``split`` (lesion -> split of the bundle's split.csv) puts in test."""
-    items = []
-    for root in roots:
-        for r in index_dataset(root, metadata).records:
-            if split.get(r.lesion_id) != "test":
-                items.append(Item("ham10000", r.lesion_id, True, _file(r.path), r.dx))
-    return items
+    """HAM10000 images under ``roots`` (the download's layout; the metadata CSV, unless given, in the
+    first), grouped by lesion, leaving out every lesion that ``split`` (lesion -> split of the bundle's
+    split.csv) puts in test."""
+    return [Item("ham10000", r.lesion_id, True, _file(r.path), r.dx) for r in index_dataset(roots, metadata).records
+            if split.get(r.lesion_id) != "test"]
 
 
 def folder_items(folder: Path, source: str, positive: bool) -> list[Item]:

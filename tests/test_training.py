@@ -4,16 +4,18 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 pytest.importorskip("tensorflow", reason="the training side needs TensorFlow (pip install '.[train]')")
 
 from lesionlite.convert.data import DataError, apply_split, index_dataset, read_split  # noqa: E402
+from lesionlite.edge.labels import CLASSES  # noqa: E402
 from lesionlite.training.splits import cover, make_split, write_split  # noqa: E402
 
 
@@ -213,7 +215,7 @@ def test_train_and_convert_refuse_bad_paths_before_any_work(tiny_run, ham_layout
     fake = tmp_path / "project"
     fake.mkdir()
     (fake / "metadata.json").write_text("{}")  # a name alone does not make a bundle
-    for out, message in ((tiny_run, "holds files of its own (calibration.json, config.json, history.csv"),
+    for out, message in ((tiny_run, "holds files of its own (calibration.json, checkpoint.json, config.json"),
                          (fake, "holds no lesionlite bundle"), (notes / "keep.txt", "is a file"),
                          (notes / "keep.txt" / "b", "keep.txt is a file, not a folder")):
         proc = run_cli("convert", str(tiny_run), "--quantize", "float32", "--out", str(out), timeout=300)
@@ -464,6 +466,332 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_still_reports(ham_layout, tmp_path
     assert f"Training was stopped by hand after {stopped} epochs" in (bundle / "MODEL_CARD.md").read_text()
 
 
+@pytest.fixture(scope="module")
+def two_roots(ham_layout, tmp_path_factory):
+    """The HAM layout split over two roots as the full data is: ``ham`` (the metadata and the 48
+    images at their size) and ``ham-more/images`` (9 more views at 200x150: one more of each of 5 lesions
+    and a view of each of 4 new lesions, rows added to the one metadata CSV), plus ``isic-x`` (images
+    squashed to 64x64, labels.csv of image_id,dx, no lesion ids) with one image id that is a HAM image's,
+    a row without an image and an image without a row."""
+    base = tmp_path_factory.mktemp("roots")
+    ham, more, isic = base / "ham", base / "ham-more" / "images", base / "isic-x"
+    shutil.copytree(ham_layout, ham)
+    (ham / "HAM10000_images_part_2" / "ISIC_7777777.jpg").unlink()
+    more.mkdir(parents=True)
+    (isic / "images").mkdir(parents=True)
+    rows = [r for r in csv.DictReader(open(ham / "HAM10000_metadata.csv")) if r["lesion_id"] != "L_missing"]
+    new_rows, labels = [], []
+    for i, row in enumerate([r for r in rows if r["lesion_id"].endswith("a")][::2][:5]):  # 5 lesions' first views
+        src = Image.open(next(ham.rglob(row["image_id"] + ".jpg"))).convert("RGB")
+        for lesion, k in [(row["lesion_id"], 0)] + [(f"N{i}", 1)] * (i < 4):
+            image_id = f"ISIC_{8000000 + 10 * i + k:07d}"
+            ImageOps.fit(ImageOps.mirror(src) if k else src, (200, 150)).save(more / f"{image_id}.jpg")
+            new_rows.append({**row, "image_id": image_id, "lesion_id": lesion})
+        isic_id = f"ISIC_{100 + i:07d}"
+        src.resize((64, 64)).save(isic / "images" / f"{isic_id}.jpg")
+        labels.append({"image_id": isic_id, "dx": row["dx"], "source": "test"})
+    labels.append({"image_id": rows[0]["image_id"], "dx": rows[0]["dx"], "source": "test"})  # a HAM image's id
+    labels.append({"image_id": "ISIC_0000999", "dx": "nv", "source": "test"})  # no image
+    Image.new("RGB", (64, 64)).save(isic / "images" / "ISIC_0000998.jpg")  # no row
+    for path, table in ((ham / "HAM10000_metadata.csv", rows + new_rows), (isic / "labels.csv", labels)):
+        with open(path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, list(table[0]))
+            w.writeheader()
+            w.writerows(table)
+    return ham, more.parent, isic
+
+
+def _one_image_per_lesion_split(ham: Path, out: Path) -> Path:
+    """A split file of the first root's images, one per lesion, as the shipped one is of the subset."""
+    records = index_dataset(ham).records
+    first = {}
+    for r in records:
+        first.setdefault(r.lesion_id, r)
+    picked = list(first.values())
+    write_split(out, picked, make_split(picked, val=0.3, test=0.3, seed=1))
+    return out
+
+
+def test_several_roots_keep_each_lesion_on_its_side_and_extra_images_go_to_train_only(two_roots, tmp_path,
+                                                                                      capsys):
+    from lesionlite.training.config import TrainConfig
+    from lesionlite.training.train import _read_data
+
+    ham, more, isic = two_roots
+    split = _one_image_per_lesion_split(ham, tmp_path / "split.csv")
+    named = read_split(split)
+    lesion_side = {r.lesion_id: named[r.image_id] for r in index_dataset(ham).records if r.image_id in named}
+    for unnamed in ("leave-out", "train"):
+        cfg = TrainConfig(data=[str(ham), str(more)], extra_train=[str(isic)], split=str(split),
+                          unnamed_lesions=unnamed, out="")
+        records, assignment, metadata = _read_data(cfg, split)
+        out = capsys.readouterr().out
+        assert metadata == ham / "HAM10000_metadata.csv"
+        by_source = {}
+        for r in records:
+            by_source.setdefault(r.source, []).append(r)
+        assert {k: len(v) for k, v in by_source.items()} == {"ham": 48, "ham-more": 9, "isic-x": 5}
+        assert all(Image.open(r.path).size == (200, 150) for r in by_source["ham-more"])
+        for r in records:
+            if r.lesion_id in lesion_side:  # every view of a named lesion on its side, whichever root
+                assert assignment[r.image_id] == lesion_side[r.lesion_id]
+            elif r.lesion_id:  # a lesion the split file does not name
+                assert assignment.get(r.image_id) == ("train" if unnamed == "train" else None)
+            else:
+                assert assignment[r.image_id] == "train"  # no lesion id: training only
+        assert "4 images of 4 lesions the split file does not name go to train" in out if unnamed == "train" else \
+            "4 images of lesions the split file does not name are left out" in out
+        assert "isic-x: 1 images share an image id with the HAM10000 metadata" in out
+        assert "5 images matched to labels.csv (no lesion ids: training only)" in out
+        assert "1 metadata rows have no image" in out and "1 image files have no metadata row" in out
+    path = tmp_path / "written.csv"
+    write_split(path, records, assignment)
+    assert read_split(path) == assignment  # rows without lesion ids read back, none crossing a split
+    with pytest.raises(DataError, match="unknown dx codes \\['NV'\\]"):
+        bad = tmp_path / "bad"
+        shutil.copytree(isic, bad)
+        (bad / "labels.csv").write_text("image_id,dx\nISIC_0000100,NV\n")
+        _read_data(TrainConfig(data=[str(ham)], extra_train=[str(bad)], out=""), split)
+
+
+def test_training_on_several_roots_records_its_images_per_source_and_the_card_shows_them(two_roots, tmp_path):
+    ham, more, isic = two_roots
+    split = _one_image_per_lesion_split(ham, tmp_path / "split.csv")
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    proc = run_cli("train", "--data", str(ham), "--data", str(more), "--extra-train", str(isic), "--split", str(split),
+                   "--unnamed-lesions", "train", "--arch", "seed-cnn", "--input-size", "24", "32", "--epochs", "1",
+                   "--batch", "16", "--out", str(run), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"] == [str(ham.resolve()), str(more.resolve())]
+    assert config["extra_train"] == [str(isic.resolve())]
+    sources = config["sources"]
+    assert set(sources) == {"ham", "ham-more", "isic-x"} and set(sources["isic-x"]) == {"train"}
+    assert {s: sum(sum(c.values()) for c in sp.values()) for s, sp in sources.items()} == \
+        {"ham": 48, "ham-more": 9, "isic-x": 5}
+    assert {k: sum(sp.get(k, {}).get(c, 0) for sp in sources.values() for c in CLASSES)
+            for k in ("train", "val", "test")} == config["counts"]
+    rows = list(csv.DictReader(open(run / "split.csv")))
+    assert sum(r["lesion_id"] == "" and r["split"] == "train" for r in rows) == 5 and len(rows) == 62
+
+    proc = run_cli("convert", str(run), "--quantize", "float32", "--out", str(bundle), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((bundle / "metadata.json").read_text())
+    assert meta["training"]["sources"] == sources and meta["training"]["extra_train"] == config["extra_train"]
+    card = (bundle / "MODEL_CARD.md").read_text()
+    assert ("from the folders `ham`, `ham-more` and, for training only, dermoscopy without lesion ids from `isic-x`"
+            in card)
+    isic_row = "| isic-x | train (trained on) | " + " | ".join(str(sources["isic-x"]["train"][c]) for c in CLASSES)
+    assert isic_row + " | 5 |" in card and "(images without lesion ids, from `isic-x`, are in train only" in card
+    trained = config["counts"]["train"]
+    assert f"| **all** | **images the model trained on** | " in card and f" | **{trained}** |" in card
+    assert "| ham | test (held out) |" in card
+
+    proc = run_cli("evaluate", str(isic / "labels.csv"), "--images", str(isic), "-m", str(bundle),
+                   "--json", str(tmp_path / "isic.json"))  # the extra images: known to be training images
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "isic.json").read_text())["held_out"] is False
+    assert "note: 5 of these 5 images are of lesions" in proc.stderr
+
+
+def test_the_shipped_split_extends_to_all_of_ham10000_and_the_isic_archive_trains_only():
+    """On ../shared, when it is here: the shipped split keeps its 855 test lesions, which have 1,156 images."""
+    from lesionlite.training.config import TrainConfig
+    from lesionlite.training.train import _read_data
+
+    data = ROOT.parent / "shared" / "data"
+    if not (data / "ham10000-more").is_dir() or not (data / "isic-archive" / "labels.csv").is_file():
+        pytest.skip("../shared data not present")
+    split = ROOT / "models" / "ham10000-efficientnet-lite0" / "split.csv"
+    cfg = TrainConfig(data=[str(data / "ham10000"), str(data / "ham10000-more")],
+                      extra_train=[str(data / "isic-archive")], split=str(split), unnamed_lesions="train", out="")
+    records, assignment, _ = _read_data(cfg, split)
+    parts = apply_split(records, assignment)
+    shipped = read_split(split)
+    assert len(parts["test"]) == 1156 and len({r.lesion_id for r in parts["test"]}) == 855
+    assert {r.image_id for r in parts["test"]} >= {i for i, s in shipped.items() if s == "test"}
+    assert len(parts["val"]) == 1171 and len(parts["train"]) == 5696 + 1992 + 3066
+    assert sum(not r.lesion_id for r in parts["train"]) == 3066
+    assert all(r.lesion_id for r in parts["val"] + parts["test"])
+
+
+def _train_until(marker: str, sig: int, *args: str) -> tuple[int, str]:
+    """``lesionlite train ARGS`` in a subprocess, sent ``sig`` as soon as it prints ``marker``;
+    its exit code and output."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT, interruptible
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lesionlite.cli", "train", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=interruptible)
+    seen, deadline = [], time.time() + 300
+    for line in proc.stdout:
+        seen.append(line)
+        if marker in line or time.time() > deadline:
+            proc.send_signal(sig)
+            break
+    rest, _ = proc.communicate(timeout=300)
+    return proc.returncode, "".join(seen) + rest
+
+
+def _rows(run) -> list[dict]:
+    return list(csv.DictReader(open(run / "history.csv")))
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint_with_its_optimizer_state(ham_layout, tmp_path):
+    import signal
+
+    from lesionlite.convert.run import Run
+
+    recipe = ["--data", str(ham_layout), "--arch", "mobilenetv2", "--alpha", "0.35", "--input-size", "48",
+              "--epochs", "1", "--fine-tune-epochs", "3", "--patience", "10", "--batch", "16"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    proc = run_cli("train", *recipe, "--out", str(whole), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, output = _train_until("epoch 2: checkpoint.npz written", signal.SIGKILL, *recipe, "--out", str(killed))
+    assert code == -signal.SIGKILL, output[-2000:]
+    state = json.loads((killed / "checkpoint.json").read_text())
+    assert 2 <= state["epoch"] < 4 and state["phase_name"] == "fine-tune", state  # killed before the end
+    assert (killed / "checkpoint.npz").is_file() and len(_rows(killed)) in (state["epoch"], state["epoch"] + 1)
+    with pytest.raises(DataError, match=f"continue it with lesionlite train --resume {killed}"):
+        Run.finished(killed)  # convert refuses it
+
+    proc = run_cli("train", "--resume", str(killed), "--epochs", "9", timeout=60)  # its own options only
+    assert proc.returncode == 2 and "leave out --epochs" in proc.stderr
+    proc = run_cli("train", "--resume", str(killed), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = 3  # ceil(34 training images / 16)
+    done = state["epoch"] - 1  # fine-tune epochs before the kill
+    assert (f"continuing at its epoch {done + 1} of 3 (optimizer step {done * steps})") in proc.stdout
+    assert "phase head" not in proc.stdout  # the finished phase is not trained again
+    assert [r["epoch"] for r in _rows(killed)] == [r["epoch"] for r in _rows(whole)] == ["0", "1", "2", "3"]
+    assert all(float(r["seconds"]) > 0 for r in _rows(killed))  # each epoch's wall time, for estimates
+    ends = [json.loads((run / "checkpoint.json").read_text()) for run in (whole, killed)]
+    assert ends[0]["optimizer_step"] == ends[1]["optimizer_step"] == 3 * steps  # continued, not restarted at 0
+    assert ends[1]["epoch"] == 4 and ends[1]["seconds"] > state["seconds"]  # time adds up over the sittings
+    config = Run.finished(killed).config
+    assert config["resumed"] == [{"at_epoch": state["epoch"], "command": f"lesionlite train --resume {killed}"}]
+    assert not (killed / "checkpoint.npz").exists() and (killed / "report" / "summary.md").is_file()
+    from lesionlite.training.train import resume
+
+    with pytest.raises(DataError, match="finished its schedule, nothing is left to train"):
+        resume(killed)
+
+
+def test_a_run_stopped_by_ctrl_c_in_quantization_aware_training_resumes_and_is_no_longer_marked(ham_layout,
+                                                                                              tmp_path):
+    import signal
+
+    from lesionlite.convert.run import Run
+
+    run, data = tmp_path / "qat", tmp_path / "data"
+    shutil.copytree(ham_layout, data)
+    code, output = _train_until("epoch 2: checkpoint.npz written", signal.SIGINT, "--data", str(data),
+                                "--arch", "seed-cnn", "--input-size", "24", "32", "--epochs", "1", "--qat-epochs", "6",
+                                "--patience", "10", "--batch", "4", "--out", str(run))
+    assert code == 130 and "continues it from its last checkpoint" in output, output[-2000:]
+    stopped = Run.finished(run).interrupted_after
+    assert 2 <= stopped < 7
+    image = next(data.rglob("*.jpg"))
+    image.rename(tmp_path / image.name)  # the data changed: refused, and the run left as it was
+    proc = run_cli("train", "--resume", str(run), timeout=600)
+    assert proc.returncode == 2 and "no longer gives the run's split" in proc.stderr, proc.stderr[-2000:]
+    assert Run.finished(run).interrupted_after == stopped and (run / "report" / "summary.md").is_file()
+    (tmp_path / image.name).rename(image)
+    proc = run_cli("train", "--resume", str(run), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "simulating int8 rounding" in proc.stdout and "phase all" not in proc.stdout
+    finished = Run.finished(run)
+    assert finished.interrupted_after is None and len(_rows(run)) == 7
+    assert json.loads((run / "checkpoint.json").read_text())["optimizer_step"] == 6 * 9  # ceil(34 / 4) a step
+
+
+def test_a_checkpoint_restores_weights_and_optimizer_state_and_refuses_another_model(tmp_path):
+    import keras
+
+    from lesionlite.training.checkpoint import State, load, restore, save
+
+    def model(width):
+        m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(width), keras.layers.Dense(2)])
+        m.compile(keras.optimizers.Adam(0.01), "mse")
+        return m
+
+    keras.utils.set_random_seed(1)
+    x, y = np.random.rand(16, 3).astype(np.float32), np.random.rand(16, 2).astype(np.float32)
+    trained = model(4)
+    trained.fit(x, y, epochs=3, batch_size=4, verbose=0)
+    state = State(epoch=3, phase=0, phase_name="all", phase_epochs=3, phase_over=False, best=0.5,
+                  patience={"wait": 1, "best": 0.5}, optimizer_step=12, seconds=1.0, seed=1)
+    path = tmp_path / "checkpoint.npz"
+    save(path, state, [v.numpy() for v in trained.weights], [v.numpy() for v in trained.optimizer.variables])
+    loaded, weights, optimizer = load(path)
+    assert loaded == state and json.loads((tmp_path / "checkpoint.json").read_text())["epoch"] == 3
+    fresh = model(4)
+    restore(fresh, weights, optimizer, path)
+    assert int(fresh.optimizer.iterations.numpy()) == 12
+    assert all(np.array_equal(a.numpy(), b.numpy())
+               for a, b in zip(trained.optimizer.variables, fresh.optimizer.variables, strict=True))
+    trained.fit(x, y, epochs=1, batch_size=4, shuffle=False, verbose=0)  # the same next step from both
+    fresh.fit(x, y, epochs=1, batch_size=4, shuffle=False, verbose=0)
+    assert np.allclose(trained.predict(x, verbose=0), fresh.predict(x, verbose=0), atol=1e-6)
+    with pytest.raises(DataError, match="does not fit the model of this phase"):
+        restore(model(5), weights, optimizer, path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="cannot be read"):
+        load(path)
+
+
+def test_folds_deal_train_and_validation_by_lesion_and_the_report_gives_their_spread(ham_layout, tmp_path):
+    recipe = ["--data", str(ham_layout), "--arch", "seed-cnn", "--input-size", "24", "32", "--epochs", "2",
+              "--batch", "16"]
+    runs = [tmp_path / f"fold{i}" for i in (1, 2)]
+    for i, run in enumerate(runs, 1):
+        proc = run_cli("train", *recipe, "--fold", f"{i}/2", "--out", str(run), timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert f"fold {i}/2: " in proc.stdout
+    splits = [read_split(run / "split.csv") for run in runs]  # each refuses a lesion on two sides
+    sides = [{s: {k for k, v in split.items() if v == s} for s in ("train", "val", "test")} for split in splits]
+    assert sides[0]["test"] == sides[1]["test"]  # test is untouched
+    assert not sides[0]["val"] & sides[1]["val"] and sides[0]["val"] and sides[1]["val"]
+    pool = sides[0]["train"] | sides[0]["val"]
+    assert sides[0]["val"] | sides[1]["val"] == pool == sides[1]["train"] | sides[1]["val"]
+
+    proc = run_cli("folds", *map(str, runs[::-1]))
+    assert proc.returncode == 0, proc.stderr
+    scores = [max(float(r["val_balanced_accuracy"]) for r in _rows(run)) for run in runs]
+    mean, sd = np.mean(scores), np.std(scores, ddof=1)
+    val_lesions = {r["lesion_id"] for r in csv.DictReader(open(runs[0] / "split.csv")) if r["split"] == "val"}
+    assert proc.stdout.splitlines()[1].split()[:4] == ["1/2", str(len(sides[0]["val"])), str(len(val_lesions)),
+                                                       f"{scores[0]:.4f}"]
+    assert f"mean {mean:.4f}, standard deviation {sd:.4f}" in proc.stdout
+    assert "test" not in proc.stdout.replace(str(tmp_path), "")  # no test figure before the choice
+    for run, best in zip(runs, (0.6, 0.7)):  # known scores: the kept epoch's, the sample SD
+        rows = _rows(run)
+        for r, score in zip(rows, (best - 0.1, best)):
+            r["val_balanced_accuracy"] = score
+        with open(run / "history.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    proc = run_cli("folds", *map(str, runs))
+    assert "mean 0.6500, standard deviation 0.0707, range 0.6000-0.7000" in proc.stdout, proc.stdout
+    assert "0.7000 (ep  2)" in proc.stdout
+
+    other = tmp_path / "other"
+    shutil.copytree(runs[1], other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "batch": 8}))
+    proc = run_cli("folds", str(runs[0]), str(other))
+    assert proc.returncode == 2 and "are runs of other recipes: --batch 16" in proc.stderr
+    (other / "config.json").write_text(json.dumps({**config, "fold": None}))
+    proc = run_cli("folds", str(runs[0]), str(other))
+    assert proc.returncode == 2 and f"{other} was not trained on a fold" in proc.stderr
+
+
 def test_mixup_blends_images_labels_and_weights_by_the_same_share():
     import tensorflow as tf
 
@@ -593,3 +921,29 @@ def test_camera_effects_defocus_or_compress_about_half_the_images():
     detail = np.abs(np.diff(out, axis=2)).mean(axis=(1, 2, 3)) / np.abs(np.diff(x.numpy(), axis=1)).mean()
     assert 0.35 < (change == 0).mean() < 0.65  # 0.7 x 0.7 of the images untouched
     assert change[change > 0].min() > 1e-3 and detail[change > 0].mean() < 0.9  # the rest changed, softer
+
+
+def test_aspect_jitter_stretches_either_way_within_its_bound_and_is_off_by_default():
+    import tensorflow as tf
+
+    from lesionlite.training.pipeline import augment, stretch
+
+    yy, xx = np.mgrid[:96, :96]
+    disk = ((yy - 47.5) ** 2 + (xx - 47.5) ** 2 < 24 ** 2).astype(np.float32)  # a round lesion, 48 px across
+
+    def aspect(image: np.ndarray) -> float:  # width / height of what is bright
+        mask = image[..., 0] > 127 if image.ndim == 3 else image > 0.5
+        return mask.any(axis=0).sum() / mask.any(axis=1).sum()
+
+    squashed = stretch(tf.constant(disk[..., None]), tf.constant(0.75)).numpy()[..., 0]  # 4:3 made 1:1
+    assert abs(aspect(squashed) - 0.75) < 0.05 and squashed.shape == disk.shape
+    assert abs(aspect(stretch(tf.constant(disk[..., None]), tf.constant(4 / 3)).numpy()[..., 0]) - 4 / 3) < 0.06
+    tf.random.set_seed(0)
+    image = tf.constant(np.repeat(disk[..., None], 3, -1) * 255)
+    for jitter in (0.0, 0.34):
+        ratios = np.array([aspect(augment(image, "mild", jitter).numpy()) for _ in range(120)])
+        if jitter == 0:  # the shipped recipe: flips, quarter turns and square crops keep a disk round
+            assert np.all(np.abs(np.log(ratios)) < 0.05)
+        else:  # wider and taller, up to 1.34 times, log-uniformly
+            assert ratios.min() < 0.8 and ratios.max() > 1.25 and np.all(np.abs(np.log(ratios)) < np.log(1.34) + 0.05)
+            assert 0.35 < (ratios > 1).mean() < 0.65

@@ -32,18 +32,32 @@ def add_port_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Train (0; 130 when stopped by hand), or with ``--print-config`` only print the config (0)."""
     cfg = TrainConfig.from_args(args, command="lesionlite " + shlex.join(sys.argv[1:]))
+    if cfg.resume:
+        others = [f for f in cfg.given() if f != "--resume"]
+        if others:
+            args.command_parser.error(f"--resume continues {cfg.resume} with its own options: leave out "
+                                      + ", ".join(others))
+    else:
+        missing = [f for f, v in (("--data", cfg.data), ("--out", cfg.out)) if not v]
+        if missing:
+            args.command_parser.error(f"the following arguments are required: {', '.join(missing)} "
+                                      "(or --resume RUN)")
     if args.print_config:
+        if cfg.resume:  # the config the run recorded
+            from lesionlite.convert.run import Run
+
+            cfg = TrainConfig.from_record(Run.read(cfg.resume).config, cfg.resume)
         print(json.dumps(cfg.effective(), indent=2))
         return 0
 
     from lesionlite.convert.data import DataError
     from lesionlite.convert.run import Run
-    from lesionlite.training.train import run
+    from lesionlite.training.train import resume, run
 
     if cfg.arch != "seed-cnn" and not (cfg.weights or cfg.init):
         print("warning: no --weights: the backbone starts from random weights (expect far lower accuracy)")
     try:
-        out = run(cfg)
+        out = resume(cfg.resume, cfg.command) if cfg.resume else run(cfg)
     except DataError as exc:
         raise CommandError(f"{exc}") from None
     return 130 if Run.read(out).interrupted_after is not None else 0

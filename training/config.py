@@ -25,6 +25,17 @@ def option(default: Any = MISSING, *, help: str | None = None, recipe: bool = Fa
     return field(default=default, metadata=meta)
 
 
+def fold_spec(text: str) -> str:
+    """``--fold I/K``: fold I (counted from 1) of K, at least 2."""
+    try:
+        i, k = (int(v) for v in text.split("/"))
+    except ValueError:
+        i = k = 0
+    if not (k >= 2 and 1 <= i <= k):
+        raise argparse.ArgumentTypeError(f"expected I/K with K >= 2 and I from 1 to K, like 2/5, got {text!r}")
+    return f"{i}/{k}"
+
+
 class _Size(argparse.Action):
     """``--input-size``: one number (a square's side) or two (height, width), kept as (height, width)."""
 
@@ -39,8 +50,11 @@ class _Size(argparse.Action):
 class TrainConfig:
     """What ``lesionlite train`` does, in the order ``--help`` lists it."""
 
-    data: str = option(help="folder holding HAM10000 images (searched recursively)")
-    metadata: str | None = option(None, help="HAM10000_metadata.csv (default: the one in --data)")
+    data: list[str] = option(
+        [], action="append", metavar="DIR",
+        help="folder holding HAM10000 images of any size (searched recursively); repeat for more folders, e.g. "
+        "the download and ham10000-more; required unless --resume")
+    metadata: str | None = option(None, help="HAM10000_metadata.csv (default: the one in the first --data)")
     arch: str = option("mobilenetv2", recipe=True, choices=ARCHS)
     input_size: tuple[int, int] | None = option(
         None, recipe=True, type=positive(int), nargs="+", metavar="PX", action=_Size,
@@ -48,6 +62,19 @@ class TrainConfig:
     alpha: float = option(0.5, recipe=True, choices=(0.35, 0.5), help="MobileNetV2 width")
     weights: str | None = option(None, help="ImageNet weights file for the backbone (no download happens)")
     split: str | None = option(None, help="reuse this split.csv instead of making a new one")
+    unnamed_lesions: str = option(
+        "leave-out", choices=("leave-out", "train"),
+        help="with --split: where the images of lesions the split file does not name go (train: to training, "
+        "as they are in no validation or test split)")
+    fold: str | None = option(
+        None, metavar="I/K", type=fold_spec,
+        help="validate on fold I of K: the split's train and validation lesions are dealt into K folds, stratified "
+        "by diagnosis (the same folds for every recipe and seed), fold I validates and the others train; test is "
+        "untouched. One run per fold, then lesionlite folds RUN... gives the mean and the spread")
+    extra_train: list[str] = option(
+        [], action="append", metavar="DIR",
+        help="dermoscopy without lesion ids, for training only (never validation or test): a folder with "
+        "labels.csv (image_id,dx) and the images, e.g. the ISIC archive; repeatable")
     epochs: int = option(8, recipe=True, help="epochs with the backbone frozen (or all, seed-cnn)")
     fine_tune_epochs: int = option(20, recipe=True)
     fine_tune_fraction: float = option(0.4, recipe=True, help="top share of backbone layers to unfreeze")
@@ -77,6 +104,11 @@ class TrainConfig:
         "mild", recipe=True, flag="--augment", choices=AUGMENTATIONS,
         help="mild: flips, quarter turns, slight zoom and colour jitter; robust adds any angle, zoom out, "
         "exposure, defocus and JPEG compression (another camera or dermatoscope)")
+    aspect_jitter: float = option(
+        0.0, recipe=True, metavar="FRACTION",
+        help="stretch each training image along one axis by up to 1 + FRACTION, either way (e.g. 0.34 spans "
+        "4:3 squashed to 1:1), so images resized without keeping their aspect ratio teach what true-aspect "
+        "ones do (0 = off)")
     color_constancy: str = option(
         "none", recipe=True, choices=tuple(COLOR_CONSTANCY),
         help="colour correction of every input, here and on the device (shades_of_gray: divide out the "
@@ -93,7 +125,11 @@ class TrainConfig:
                                       help="validation sensitivity the referral thresholds are set for")
     confidence_floor: float = option(0.5, recipe=True)
     seed: int = option(42)
-    out: str = option(help="run directory")
+    out: str | None = option(None, help="run directory (a new or empty folder); required unless --resume")
+    resume: str | None = option(
+        None, metavar="RUN",
+        help="continue RUN, stopped by Ctrl-C, a kill or a session that ended, from its last checkpoint (the end of "
+        "its last whole epoch: weights, optimizer state, phase, history) with RUN's own options; give no other")
     workers: int = 4  # image-decoding threads; not an option
     command: str = ""  # the command line that made this config, for the run's record
 
@@ -105,6 +141,20 @@ class TrainConfig:
     def effective(self) -> dict:
         """The config as ``--print-config`` shows it: every field, the input size resolved, no command."""
         return {**{k: v for k, v in asdict(self).items() if k != "command"}, "input_size": list(self.size)}
+
+    @classmethod
+    def from_record(cls, record: dict, out: str) -> "TrainConfig":
+        """The config a run's ``config.json`` recorded, to continue it in ``out`` (fields the record
+        lacks keep their defaults; the input size is the resolved one it trained at)."""
+        values = {f.name: record[f.name] for f in fields(cls) if f.name in record}
+        values["input_size"] = tuple(record["input_size"]) if record.get("input_size") else None
+        if isinstance(values.get("data"), str):  # runs from before several roots
+            values["data"] = [values["data"]]
+        return cls(**{**values, "out": out, "resume": None})
+
+    def given(self) -> list[str]:
+        """The flags of the options this config sets to other than their defaults."""
+        return [flag(f.name) for f in _options() if getattr(self, f.name) != default(f)]
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, command: str = "") -> "TrainConfig":

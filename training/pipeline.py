@@ -10,12 +10,16 @@ import tensorflow as tf
 from lesionlite.training.archs import AUGMENTATIONS
 
 
-def augment(image: tf.Tensor, policy: str = "mild") -> tf.Tensor:
+def augment(image: tf.Tensor, policy: str = "mild", aspect_jitter: float = 0.0) -> tf.Tensor:
     """Dermoscopy-safe augmentation of a float [0, 255] image by ``policy`` (see
-    :data:`lesionlite.training.archs.AUGMENTATIONS`)."""
+    :data:`lesionlite.training.archs.AUGMENTATIONS`), first stretched along one axis by up to
+    ``1 + aspect_jitter`` (:func:`stretch`) if that is above 0."""
     if policy not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {policy!r}; expected one of {AUGMENTATIONS}")
     robust = policy == "robust"
+    if aspect_jitter > 0:  # log-uniform, so widening and heightening are equally likely
+        most = math.log(1.0 + aspect_jitter)
+        image = stretch(image, tf.exp(tf.random.uniform([], -most, most)))
     x = tf.image.random_flip_up_down(tf.image.random_flip_left_right(image))
     if robust:
         x = affine(x, tf.random.uniform([], 0.0, 2.0 * math.pi),
@@ -34,6 +38,17 @@ def augment(image: tf.Tensor, policy: str = "mild") -> tf.Tensor:
     if robust:
         x = camera_effects(x)
     return x * 255.0
+
+
+def stretch(image: tf.Tensor, ratio: tf.Tensor) -> tf.Tensor:
+    """``image`` with its content widened ``ratio`` times (below 1: made taller 1 / ``ratio`` times),
+    its size kept: the central part that fills it once stretched is resized to the whole, as a
+    picture resized without keeping its aspect ratio is (an ISIC image squashed from 4:3 to 1:1 is
+    one made 0.75 times as wide)."""
+    h, w = image.shape[0], image.shape[1]
+    bw, bh = tf.minimum(1.0, 1.0 / ratio), tf.minimum(1.0, ratio)
+    box = tf.stack([(1.0 - bh) / 2, (1.0 - bw) / 2, (1.0 + bh) / 2, (1.0 + bw) / 2])[None]
+    return tf.image.crop_and_resize(image[None], box, [0], [h, w])[0]
 
 
 def camera_effects(x: tf.Tensor) -> tf.Tensor:
@@ -98,10 +113,11 @@ def gaussian_blur(x: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
 
 def dataset(x: np.ndarray, y: np.ndarray, batch: int, num_classes: int, training: bool,
             label_smoothing: float = 0.0, sample_weights: np.ndarray | None = None,
-            seed: int = 0, mixup: float = 0.0, augmentation: str = "mild") -> tf.data.Dataset:
+            seed: int = 0, mixup: float = 0.0, augmentation: str = "mild",
+            aspect_jitter: float = 0.0) -> tf.data.Dataset:
     """Batches of (float pixels, one-hot labels[, weights]); if training, shuffled, augmented by
-    the ``augmentation`` policy and, with ``mixup`` > 0, each example blended with another of its
-    batch (:func:`mix_batch`)."""
+    the ``augmentation`` policy (after a stretch of up to ``1 + aspect_jitter``) and, with ``mixup`` > 0,
+    each example blended with another of its batch (:func:`mix_batch`)."""
     onehot = tf.one_hot(y, num_classes)
     if label_smoothing:
         onehot = onehot * (1.0 - label_smoothing) + label_smoothing / num_classes
@@ -112,7 +128,7 @@ def dataset(x: np.ndarray, y: np.ndarray, batch: int, num_classes: int, training
 
     def prep(img, *rest):
         img = tf.cast(img, tf.float32)
-        return (augment(img, augmentation) if training else img, *rest)
+        return (augment(img, augmentation, aspect_jitter) if training else img, *rest)
 
     ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).batch(batch)
     if training and mixup > 0:

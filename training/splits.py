@@ -34,6 +34,23 @@ def make_split(records: list[Record], val: float = 0.15, test: float = 0.15,
     return assignment
 
 
+FOLD_SEED = 0
+"""The folds of ``--fold`` depend on the split and K alone, so recipes and seeds are compared on the same ones."""
+
+
+def fold(records: list[Record], assignment: dict[str, str], spec: str) -> dict[str, str]:
+    """``assignment`` with its train and validation images (those with lesion ids) dealt into K folds
+    by lesion, stratified by diagnosis, fold I (``spec`` "I/K") validating and the others training."""
+    i, k = (int(v) for v in spec.split("/"))
+    pool = [r for r in records if assignment.get(r.image_id) in ("train", "val") and r.lesion_id]
+    folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=FOLD_SEED)
+    held = list(folds.split(np.zeros(len(pool)), [r.dx for r in pool], [r.lesion_id for r in pool]))[i - 1][1]
+    val = {pool[j].image_id for j in held}
+    print(f"fold {spec}: {len(val)} of the {len(pool)} train + validation images "
+          f"({len({pool[j].lesion_id for j in held})} lesions) validate")
+    return {**assignment, **{r.image_id: "val" if r.image_id in val else "train" for r in pool}}
+
+
 def write_split(path: Path, records: list[Record], assignment: dict[str, str]) -> str:
     """Write ``image_id,lesion_id,dx,split`` of the assigned images atomically; return the file's sha256."""
     buf = io.StringIO()
@@ -46,10 +63,11 @@ def write_split(path: Path, records: list[Record], assignment: dict[str, str]) -
     return sha256_file(path)
 
 
-def cover(records: list[Record], assignment: dict[str, str]) -> dict[str, str]:
+def cover(records: list[Record], assignment: dict[str, str], unnamed: str = "leave-out") -> dict[str, str]:
     """A split file's assignment for these images: those it names, and the other images of its lesions
     in their lesion's split (the full download holds several images of many lesions); images of
-    lesions it does not name are left out, and both counts are said."""
+    lesions it does not name are left out, or with ``unnamed`` "train" put in train (they are in no
+    other split); the counts are said."""
     named = {r.image_id: assignment[r.image_id] for r in records if r.image_id in assignment}
     if not named:
         raise DataError("no image of the data is named in the split file: is it another data set's?")
@@ -58,6 +76,11 @@ def cover(records: list[Record], assignment: dict[str, str]) -> dict[str, str]:
     added = {r.image_id: lesions[r.lesion_id] for r in others if r.lesion_id in lesions}
     if added:
         print(f"split: {len(added)} more images of the split file's lesions join their lesion's split")
-    if len(others) > len(added):
-        print(f"split: {len(others) - len(added)} images of lesions the split file does not name are left out")
+    rest = [r for r in others if r.lesion_id not in lesions]
+    if rest and unnamed == "train":
+        print(f"split: {len(rest)} images of {len({r.lesion_id for r in rest})} lesions the split file does not "
+              "name go to train")
+        added |= {r.image_id: "train" for r in rest}
+    elif rest:
+        print(f"split: {len(rest)} images of lesions the split file does not name are left out")
     return {**named, **added}
