@@ -77,18 +77,24 @@ def test_missing_path_is_a_one_line_error_before_any_work(tmp_path, lesion_image
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no image files" in proc.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_interrupted_batch_leaves_no_half_file_and_resumes(sig, tmp_path, lesion_images):
+def _slow_batch(tmp_path: Path, lesion_images: list[Path], n: int, **popen) -> tuple[subprocess.Popen, Path, Path]:
+    """``classify`` of ``n`` copies of the samples with TTA on one thread, started in the background: a
+    batch slow enough to be caught mid-way. Returns the process, its output and its partial file."""
     folder = tmp_path / "many"
     folder.mkdir()
-    for i in range(400):
+    for i in range(n):
         shutil.copy(lesion_images[i % len(lesion_images)], folder / f"img_{i:04d}.jpg")
     out = tmp_path / "rows.csv"
-    partial = tmp_path / "rows.csv.partial"
     proc = subprocess.Popen([sys.executable, "-m", "lesionlite.cli", "classify", str(folder), "-o", str(out),
                              "--workers", "1", "--threads", "1", "--tta"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=interruptible)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return proc, out, tmp_path / "rows.csv.partial"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_batch_leaves_no_half_file_and_resumes(sig, tmp_path, lesion_images):
+    proc, out, partial = _slow_batch(tmp_path, lesion_images, 400, preexec_fn=interruptible)
+    folder = tmp_path / "many"
     deadline = time.time() + 120
     while time.time() < deadline and (not partial.exists() or partial.read_text().count("\n") < 30):
         time.sleep(0.05)
@@ -400,15 +406,8 @@ def test_a_carriage_return_or_newline_in_a_name_is_quoted_and_resumed(tmp_path, 
 
 
 def test_a_second_process_on_the_same_output_is_refused_at_once(tmp_path, lesion_images):
+    first, out, partial = _slow_batch(tmp_path, lesion_images, 200)
     folder = tmp_path / "many"
-    folder.mkdir()
-    for i in range(200):
-        shutil.copy(lesion_images[i % len(lesion_images)], folder / f"img_{i:04d}.jpg")
-    out = tmp_path / "rows.csv"
-    partial = tmp_path / "rows.csv.partial"
-    first = subprocess.Popen([sys.executable, "-m", "lesionlite.cli", "classify", str(folder), "-o", str(out),
-                              "--workers", "1", "--threads", "1", "--tta"],
-                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and (not partial.exists() or partial.read_text().count("\n") < 10):
