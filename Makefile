@@ -48,8 +48,8 @@ test-edge: $(DEMO_VENV)/.edgetest
 	$(DEMO_VENV)/bin/python -m pytest -q
 
 # The edge tier under emulation (an emulated Pi 5's int8 invoke takes about half a second, a Python
-# start a second or two) less the four tests that took 19 of its 30 minutes there, each covered by
-# cheaper ones: the interrupted batches (400 images and a resume, twice: 12 min), the picamera2 CLI
+# start a second or two) less the four tests that took 19 of its 30 minutes there (PI_TESTS='-q
+# --durations=0' make pi-check), each covered by cheaper ones: the interrupted batches (400 images and a resume, twice: 12 min), the picamera2 CLI
 # shooting every frame with 8-view TTA (4 min), the bench sweep of two models and thread counts (2 min;
 # emulated timings mean nothing), and evaluate's metadata-file plumbing (1 min).
 PI_TESTS ?= -q \
