@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from lesionlite.cli import main as lesionlite
+from lesionlite.edge.camera import controls
 from lesionlite.edge.camera.controls import SHOOT, ControlError, Controls, GpioButton
 
 gpiozero = pytest.importorskip("gpiozero", reason="needs gpiozero (pip install -e '.[edgetest]')")
@@ -54,9 +55,14 @@ def test_a_press_is_one_shot_at_the_next_poll_and_close_frees_the_pin(pins: Mock
     Button(PIN).close()  # the pin is free again: no GPIOPinInUse
 
 
-def test_controls_free_the_pin_even_when_another_input_is_refused(pins: MockFactory) -> None:
-    with pytest.raises(ControlError, match="positive"):
-        Controls(gpio_pin=PIN, auto_shoot=-1, keyboard=False)
+def test_controls_free_the_pin_even_when_another_input_is_refused(pins: MockFactory,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self, seconds: float) -> None:  # an input made after the button fails (the CLI checks the
+        raise ControlError("refused")          # interval itself, so a real AutoShoot no longer can)
+
+    monkeypatch.setattr(controls.AutoShoot, "__init__", refuse)
+    with pytest.raises(ControlError, match="refused"):
+        Controls(gpio_pin=PIN, auto_shoot=1, keyboard=False)
     Button(PIN).close()  # the button made before the refusal was closed
 
 

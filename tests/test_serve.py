@@ -17,6 +17,7 @@ from PIL import Image
 pytest.importorskip("flask", reason="lesionlite serve needs Flask (pip install '.[serve]')")
 
 from lesionlite.edge.classifier import Classifier  # noqa: E402
+from lesionlite.edge.errors import CommandError  # noqa: E402
 from lesionlite.edge.labels import DISCLAIMER  # noqa: E402
 from lesionlite.edge.serve import cli  # noqa: E402
 from lesionlite.edge.serve.app import create_app  # noqa: E402
@@ -203,7 +204,7 @@ def test_cli_refuses_network_host_without_expose() -> None:
     cli.add_arguments(p)
     args = p.parse_args(["--host", "0.0.0.0", "--model", "m"])
     assert args.model == "m" and args.port == 8080 and not args.expose and args.save_dir is None
-    with pytest.raises(SystemExit, match="--expose"):
+    with pytest.raises(CommandError, match="--expose"):
         cli.main(args)
 
 
