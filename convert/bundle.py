@@ -8,7 +8,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -200,20 +202,34 @@ def _write_bundle(out: Path, run: Run, meta: dict, model_bytes: bytes, commands:
                   test: tuple[np.ndarray, np.ndarray, list]) -> None:
     """Write every bundle file into a temporary folder, then swap it into place (``test``: labels,
     calibrated probabilities and confusion matrix of the converted model on the test split)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta["created"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        model_bytes = embed(model_bytes, meta)
-        (stage / MODEL_FILE).write_bytes(model_bytes)
-        meta["sha256"] = sha256_file(stage / MODEL_FILE)
-        meta["size_bytes"] = len(model_bytes)
-        (stage / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    with staged(out) as stage:
+        write_model(stage, meta, model_bytes)
         (stage / LABELS_FILE).write_text("".join(f"{lab['code']}\t{lab['name']}\n" for lab in meta["labels"]))
-        (stage / "MODEL_CARD.md").write_text(model_card(meta))
         (stage / "README.md").write_text("# How this bundle was made\n\n```sh\n" + "\n".join(commands) + "\n```\n")
         shutil.copyfile(run.split_file, stage / SPLIT_FILE)
         _write_plots(stage, meta, *test)
+
+
+def write_model(stage: Path, meta: dict, model_bytes: bytes) -> None:
+    """Into ``stage``: the model with ``meta`` embedded, then ``metadata.json`` with the final file's
+    sha256 and size, and the model card made from it."""
+    model_bytes = embed(model_bytes, meta)
+    (stage / MODEL_FILE).write_bytes(model_bytes)
+    meta["sha256"] = sha256_file(stage / MODEL_FILE)
+    meta["size_bytes"] = len(model_bytes)
+    (stage / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    (stage / "MODEL_CARD.md").write_text(model_card(meta))
+
+
+@contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A new folder beside ``out`` to write a bundle into: swapped in as ``out`` when the block ends
+    (:func:`replace_folder`), removed if it fails."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield stage
         replace_folder(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)

@@ -11,25 +11,22 @@ are all on held-out groups (:mod:`lesionlite.convert.scope_data`).
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from lesionlite.convert.card import model_card
 from lesionlite.convert.data import DataError, lesion_splits, source_name
 from lesionlite.convert.scope_data import Item, degraded_items, folder_items, ham_items, negative_items
 from lesionlite.convert.tflite import expose_features
-from lesionlite.edge.bundle import (METADATA_FILE, MODEL_FILE, SCHEMA, SPLIT_FILE, from_metadata, load_bundle,
-                                    sha256_file)
+from lesionlite.edge.bundle import MODEL_FILE, SCHEMA, SPLIT_FILE, from_metadata, load_bundle
 from lesionlite.edge.classifier import Classifier
-from lesionlite.edge.embedded import embed
 from lesionlite.edge.errors import CommandError
 from lesionlite.edge.metrics import share
 from lesionlite.edge.preprocess import ImageError
@@ -113,8 +110,8 @@ def format_report(rows: list[dict], threshold: float) -> str:
     return "\n".join(lines)
 
 
-def fit_gate(clf: Classifier, items: list[Item]) -> tuple[dict, list[dict]]:
-    """Fit on the items not held out; the ``scope`` metadata section and the held-out report."""
+def fit_gate(clf: Classifier, items: list[Item]) -> dict:
+    """Fit on the items not held out; the ``scope`` metadata section, its held-out report included."""
     x, items = features(clf, items)
     positive = np.array([i.positive for i in items])
     held = np.array([i.held_out for i in items])
@@ -126,22 +123,17 @@ def fit_gate(clf: Classifier, items: list[Item]) -> tuple[dict, list[dict]]:
         raise DataError(f"too few held-out images to set and check a threshold ({plain.sum()} dermoscopy, "
                         f"{(held & ~positive).sum()} others; need {MIN_HELD_OUT} of each): give more images")
     threshold = float(np.quantile(scores[plain], THRESHOLD_QUANTILE))
-    rows = report(items, scores >= threshold)
-    count = {}
-    for i in items:
-        if not i.held_out:
-            count[i.source] = count.get(i.source, 0) + 1
-    section = {"method": METHOD, "weights": [float(f"{w:.6g}") for w in weights], "bias": float(f"{bias:.6g}"),
+    count = Counter(i.source for i in items if not i.held_out)
+    return {"method": METHOD, "weights": [float(f"{w:.6g}") for w in weights], "bias": float(f"{bias:.6g}"),
                "threshold": round(threshold, 6), "regularization_C": C,
                "threshold_rule": f"{THRESHOLD_QUANTILE:.2%} quantile of held-out dermoscopy scores",
-               "fitted_on": count, "held_out": rows}
-    return section, rows
+               "fitted_on": dict(count), "held_out": report(items, scores >= threshold)}
 
 
-def regate(bundle_dir: Path, out: Path, items: list[Item], command: str) -> list[dict]:
+def regate(bundle_dir: Path, out: Path, items: list[Item], command: str) -> dict:
     """Add (or refit) the scope gate of the bundle in ``bundle_dir`` and write the result to ``out``
-    (the same folder: replaced atomically); returns the held-out report."""
-    from lesionlite.convert.bundle import check_out, replace_folder
+    (the same folder: replaced atomically); returns the metadata's ``scope`` section."""
+    from lesionlite.convert.bundle import check_out, staged, write_model
 
     if out != bundle_dir.resolve():
         check_out(out)
@@ -153,27 +145,18 @@ def regate(bundle_dir: Path, out: Path, items: list[Item], command: str) -> list
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / MODEL_FILE
         probe.write_bytes(model_bytes)
-        section, rows = fit_gate(Classifier(from_metadata(meta, probe)), items)
+        section = fit_gate(Classifier(from_metadata(meta, probe)), items)
     meta.update(schema=SCHEMA, scope=section)
-    model_bytes = embed(model_bytes, meta)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged(out) as stage:
         for f in bundle_dir.iterdir():
             if f.is_file():
                 shutil.copy2(f, stage / f.name)
-        (stage / MODEL_FILE).write_bytes(model_bytes)
-        meta.update(sha256=sha256_file(stage / MODEL_FILE), size_bytes=len(model_bytes))
-        (stage / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        (stage / "MODEL_CARD.md").write_text(model_card(meta))
+        write_model(stage, meta, model_bytes)
         readme = stage / "README.md"
         if readme.is_file():  # the gate's own step, replacing an earlier fit's
             text = readme.read_text().split(GATE_STEP)[0].rstrip()
             readme.write_text(f"{text}\n\n{GATE_STEP}\n```sh\n{command}\n```\n")
-        replace_folder(stage, out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    return rows
+    return section
 
 
 def scope_items(bundle_dir: Path, data: list[str], metadata: str | None, dermoscopy: list[str],
@@ -219,8 +202,7 @@ def add_gate(bundle_dir: str | Path, data: list[str], metadata: str | None, derm
     bundle_dir = Path(bundle_dir)
     out = Path(out or bundle_dir).resolve()
     items = scope_items(bundle_dir, data, metadata, dermoscopy, negatives)
-    rows = regate(bundle_dir, out, items, "lesionlite " + shlex.join(sys.argv[1:]))
-    threshold = json.loads((out / METADATA_FILE).read_text())["scope"]["threshold"]
-    return (format_report(rows, threshold) + f"\nwrote {out} with its scope gate; the HAM10000 test split was not "
+    section = regate(bundle_dir, out, items, "lesionlite " + shlex.join(sys.argv[1:]))
+    return (format_report(section["held_out"], section["threshold"]) + f"\nwrote {out} with its scope gate; the HAM10000 test split was not "
             f"used: score it with lesionlite evaluate HAM10000_metadata.csv --images DIR --split-file "
             f"{out / SPLIT_FILE} --split test --model {out}")

@@ -1,6 +1,8 @@
 """The HAM10000 diagnostic classes: codes in the data set's order, human names, malignancy."""
 from __future__ import annotations
 
+from lesionlite.edge.scope import OUT_OF_SCOPE
+
 CLASS_NAMES: dict[str, str] = {
     "akiec": "Actinic keratosis / intraepithelial carcinoma",
     "bcc": "Basal cell carcinoma",
@@ -15,7 +17,7 @@ MALIGNANT: tuple[str, ...] = ("mel", "bcc", "akiec")
 """Classes whose probability can trigger a ``refer`` decision."""
 
 DECISION_COLOURS: dict[str, str] = {"refer": "#b91c1c", "uncertain": "#b45309", "monitor": "#15803d",
-                                    "none": "#6b7280", "out-of-scope": "#2563eb"}
+                                    "none": "#6b7280", OUT_OF_SCOPE: "#2563eb"}
 """Each decision's colour (white text reads on each), for the camera overlay and the web page alike."""
 
 DISCLAIMER = "Decision aid only - not a diagnosis. See a dermatologist about any lesion that worries you."
