@@ -8,7 +8,7 @@ an agreement to 1e-4, so this runs the same code path (file discovery, decoding 
     python .ci/compare_classify.py compare REFERENCE.json OTHER.json [--tolerance 1e-4]
 
 ``compare`` exits 1 when the two differ in the images classified, any label or decision, or any
-probability by more than the tolerance, and prints one line saying what was compared.
+probability or scope score by more than the tolerance, and prints one line saying what was compared.
 """
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ def dump(out: str, paths: list[str]) -> int:
         if row.error:
             rows.append({"path": row.path, "error": row.error})
             continue
-        res = clf.result(row.probs)
-        rows.append({"path": row.path, "label": res.label, "decision": res.decision,
-                     "probabilities": {c: float(p) for c, p in zip(clf.bundle.codes, row.probs)}})
+        res = clf.result(row.prediction)
+        rows.append({"path": row.path, "label": res.label, "decision": res.decision, "scope": res.scope,
+                     "probabilities": {c: float(p) for c, p in zip(clf.bundle.codes, row.prediction.probs)}})
     versions = {"machine": platform.machine(), "python": platform.python_version(), "runtime": clf.runtime}
     versions.update({d: version(d) for d in ("numpy", "Pillow", "ai-edge-litert", "gpiozero")})
     with open(out, "w", encoding="utf-8") as fh:
@@ -74,15 +74,19 @@ def compare(reference: str, other: str, tolerance: float) -> int:
             problems.append(f"{path}: different classes")
             continue
         diff = max(abs(a["probabilities"][c] - b["probabilities"][c]) for c in a["probabilities"])
+        if (a.get("scope") is None) != (b.get("scope") is None):
+            problems.append(f"{path}: scope score {a.get('scope')} vs {b.get('scope')}")
+        elif a.get("scope") is not None:
+            diff = max(diff, abs(a["scope"] - b["scope"]))
         worst = max(worst, diff)
         if diff > tolerance:
-            problems.append(f"{path}: a probability differs by {diff:.3g} (> {tolerance:g})")
+            problems.append(f"{path}: a probability or the scope score differs by {diff:.3g} (> {tolerance:g})")
     where = f"{oth['versions']['machine']} vs {ref['versions']['machine']}"
     if problems:
         print(f"classify differs ({where}):", *problems, sep="\n  ")
         return 1
     print(f"classify agrees ({where}): {len(ref_rows)} images, same labels and decisions, "
-          f"largest probability difference {worst:.3g} (tolerance {tolerance:g})")
+          f"largest difference in a probability or scope score {worst:.3g} (tolerance {tolerance:g})")
     return 0
 
 
