@@ -10,7 +10,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator, TextIO
 
 import numpy as np
 
@@ -328,11 +328,16 @@ def main(args) -> int:
     if writer:
         failed = writer.failed
         print(f"{writer.rows} images, {failed} failed -> {args.output}", file=sys.stderr)
-    if declined:
-        print(f"{declined} image(s) out of scope: not dermoscopic images of a skin lesion, so no label was given",
-              file=sys.stderr)
+    say_declined(declined, sys.stderr)
     print(DISCLAIMER, file=sys.stderr)
     return 1 if failed else 0
+
+
+def say_declined(declined: int, file: TextIO) -> None:
+    """Both engines' summary line for the images the scope gate declined in this run, if any."""
+    if declined:
+        print(f"{declined} image(s) out of scope: not dermoscopic images of a skin lesion, so no label was given",
+              file=file)
 
 
 def _table_line(rec: dict) -> str:

@@ -67,8 +67,9 @@ def test_actors_and_a_task_always_fit_together(cpus, actors):
 @pytest.mark.ray
 @needs_ray
 def test_same_rows_as_the_local_engine_and_resume_classifies_only_what_is_missing(
-        tmp_path, lesion_images, fullres_images):
+        tmp_path, lesion_images, fullres_images, parrot):
     a = broken_folder(tmp_path / "a", lesion_images, fullres_images)
+    shutil.copy(parrot, a / parrot.name)  # declined by the scope gate
     b = tmp_path / "b"
     b.mkdir()
     for img in lesion_images[6:10]:
@@ -79,18 +80,21 @@ def test_same_rows_as_the_local_engine_and_resume_classifies_only_what_is_missin
     assert (ray.returncode, local.returncode) == (1, 1), ray.stderr  # the broken files' rows failed
     assert (tmp_path / "ray.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
     rows = list(csv.DictReader((tmp_path / "ray.csv").open(encoding="utf-8", errors="surrogateescape")))
-    assert len(rows) == 9 and sum(bool(r["error"]) for r in rows) == 3
-    # quiet: the summary and the disclaimer; Ray's own lines are in the log the summary names
+    assert len(rows) == 10 and sum(bool(r["error"]) for r in rows) == 3
+    # quiet: the summary, the declined count and the disclaimer, as the local engine's; Ray's own lines
+    # are in the log the summary names
     log = tmp_path / "ray.csv.ray.log"
-    assert ray.stderr.splitlines()[0] == (f"9 images, 3 failed -> ray.csv (Parquet shards: {tmp_path}/ray.csv.parquet; "
+    assert ray.stderr.splitlines()[0] == (f"10 images, 3 failed -> ray.csv (Parquet shards: {tmp_path}/ray.csv.parquet; "
                                           f"Ray log: {log})")
-    assert len(ray.stderr.splitlines()) == 2 and "Started a local Ray instance" in log.read_text()
+    assert ray.stderr.splitlines()[1:] == local.stderr.splitlines()[1:]
+    assert ray.stderr.splitlines()[1].startswith("1 image(s) out of scope: not dermoscopic images")
+    assert len(ray.stderr.splitlines()) == 3 and "Started a local Ray instance" in log.read_text()
     shards = list((tmp_path / "ray.csv.parquet").glob("run-*/*.parquet"))
     assert shards
     import pyarrow.parquet as pq
 
     table = pq.read_table(shards[0])
-    assert table.num_rows == 9 and {"path", "label", "p_mel", "error", "top", "record"} <= set(table.column_names)
+    assert table.num_rows == 10 and {"path", "label", "p_mel", "error", "top", "record"} <= set(table.column_names)
 
     # A run over a and b that died after writing a's shards and before its CSV: the state it leaves
     # is the shards and a .partial with the header only. The local engine, given the same rows in its
@@ -103,7 +107,7 @@ def test_same_rows_as_the_local_engine_and_resume_classifies_only_what_is_missin
     ray = run_cli("classify", "a", "b", "-o", "ray.csv", "--engine", "ray", "--resume", cwd=tmp_path, timeout=240)
     assert (ray.returncode, local.returncode) == (1, 1), ray.stderr
     assert (tmp_path / "ray.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
-    assert ": 7 of 13 images to classify" in log.read_text()  # b's 4, and a's 3 failed rows tried again
+    assert ": 7 of 14 images to classify" in log.read_text()  # b's 4, and a's 3 failed rows tried again
     assert not (tmp_path / "ray.csv.partial").exists()
 
 

@@ -34,7 +34,8 @@ from typing import Iterator, TextIO
 
 import numpy as np
 
-from lesionlite.edge.batch import ResumeError, Row, RowWriter, columns, output_format, record, row_error
+from lesionlite.edge.batch import (ResumeError, Row, RowWriter, columns, output_format, record, row_error,
+                                   say_declined)
 from lesionlite.edge.bundle import Bundle, BundleError, load_bundle
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.errors import CommandError, LesionliteError
@@ -42,6 +43,7 @@ from lesionlite.edge.files import find_images
 from lesionlite.edge.preprocess import ImageError, InputSpec, model_pixels, open_file
 from lesionlite.edge.resume import row_fields
 from lesionlite.edge.runtime import RuntimeUnavailable
+from lesionlite.edge.scope import OUT_OF_SCOPE
 
 PATHS_PER_BLOCK = 128
 """Files per input block: one decode task each (about 19 MB of 224 px images, well under Ray's block
@@ -413,8 +415,10 @@ def main(args) -> int:
                 classify(todo, bundle, args, the_plan, run, cwd, terminal)
             classified = time.perf_counter() - t1
             stage = f"writing {args.output}"
+            declined = 0
             for rec in read_shards([run], log):
                 writer.add(rec)
+                declined += rec.get("decision") == OUT_OF_SCOPE
             writer.finish()
             if not args.resume:  # the earlier runs' rows were those of the output just replaced
                 for old in runs:
@@ -447,6 +451,7 @@ def main(args) -> int:
               f"classification {classified:.2f} s, in all {time.perf_counter() - t0:.2f} s", file=log, flush=True)
         print(f"{writer.rows} images, {writer.failed} failed -> {args.output} "
               f"(Parquet shards: {shards}; Ray log: {log_path})", file=terminal)
+        say_declined(declined, terminal)
         print(DISCLAIMER, file=terminal)
     return 1 if writer.failed else 0
 
