@@ -14,7 +14,7 @@ import pytest
 
 from pathlib import Path
 
-from conftest import ROOT, interruptible, run_cli
+from conftest import ROOT, interruptible, run_cli, scaled
 
 COLUMNS = ["path", "label", "confidence", "decision", "p_akiec", "p_bcc", "p_bkl", "p_df", "p_mel",
            "p_nv", "p_vasc", "error"]
@@ -406,26 +406,28 @@ def test_a_carriage_return_or_newline_in_a_name_is_quoted_and_resumed(tmp_path, 
 
 
 def test_a_second_process_on_the_same_output_is_refused_at_once(tmp_path, lesion_images):
-    first, out, partial = _slow_batch(tmp_path, lesion_images, 200)
+    first, out, partial = _slow_batch(tmp_path, lesion_images, 30)
     folder = tmp_path / "many"
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + scaled(120)
         while time.time() < deadline and (not partial.exists() or partial.read_text().count("\n") < 10):
             time.sleep(0.05)
+        first.send_signal(signal.SIGSTOP)  # held mid-way, lock and all, however fast or slow this machine is
         for extra in ([], ["--resume"]):
             t = time.time()
             second = run_cli("classify", str(folder), "-o", str(out), *extra)
-            assert second.returncode == 2 and time.time() - t < 30
+            assert second.returncode == 2 and time.time() - t < scaled(30)
             assert second.stderr == (f"error: {out}: another lesionlite process (pid {first.pid}) is writing it; "
                                      "wait for it to finish or name another --output\n")
             assert first.poll() is None and not out.exists(), "the first run must still be the only writer"
-        _, err = first.communicate(timeout=300)
+        first.send_signal(signal.SIGCONT)
+        _, err = first.communicate(timeout=scaled(300))
     finally:
         first.kill()
     assert first.returncode == 0, err
-    assert "200 images, 0 failed" in err
+    assert "30 images, 0 failed" in err
     rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 200 and len({r["path"] for r in rows}) == 200
+    assert len(rows) == 30 and len({r["path"] for r in rows}) == 30
     assert sorted(p.name for p in tmp_path.iterdir()) == ["many", "rows.csv"]  # no lock file left
 
 
