@@ -337,6 +337,17 @@ def test_idle_connections_do_not_keep_healthz_from_answering(server):
             s.close()
 
 
+def test_a_body_declared_over_128_mib_is_refused_at_its_headers_before_any_of_it_is_taken(server):
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as s:  # the headers only: no body follows
+        s.sendall(b"POST /api/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+                  b"boundary=x\r\nContent-Length: %d\r\n\r\n" % (2**27 + 1))
+        reply = b"".join(iter(lambda: s.recv(4096), b"")).decode("latin-1")  # answered and closed, unread
+    assert reply.startswith("HTTP/1.1 413 ") and "exceeds max_body" in reply
+    assert _request(server, "GET", "/healthz")[0] == 200
+
+
 def test_an_upload_far_over_the_limit_gets_the_pages_json_413(server):
     boundary = "lesionlite-test"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"big.jpg\"\r\n"

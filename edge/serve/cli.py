@@ -31,9 +31,11 @@ CONNECTION_LIMIT = 1000
 fewer if the process may not open that many files."""
 CHANNEL_TIMEOUT = 20
 """Seconds a connection may stay idle (waitress: 120) before it is closed, checked every 5 seconds."""
-BODY_LIMIT = 2**30
-"""Request bodies waitress takes (to a temporary file, not memory) before answering with its own
-plain-text 413: up to it, an upload over ``--max-upload-mb`` gets the page's JSON 413."""
+BODY_LIMIT = 2**27
+"""Request bodies waitress takes before answering with its own plain-text 413 (at the headers, when they
+declare a larger body): up to it, an upload over ``--max-upload-mb`` gets the page's JSON 413. Waitress
+keeps a body in a temporary file, which is memory where ``/tmp`` is a tmpfs (Debian Trixie's default),
+so this bounds what one upload can hold: 128 MiB, or twice ``--max-upload-mb`` and 1 MiB if more."""
 UPLOAD_MB_RANGE = (0.1, 64)
 """``--max-upload-mb`` bounds: an upload is held in memory while it is classified, by each request thread."""
 
