@@ -1,8 +1,10 @@
 """The ``lesionlite`` command, assembled above every layer from the edge, convert and training commands.
 Edge subcommands import only numpy, Pillow and LiteRT; subcommands that need TensorFlow import it
 lazily and say how to install it. Ctrl-C at any moment ends it with status 130 and one line, never a
-traceback: while its modules load, a handler installed first thing exits at once (nothing is
-written yet); from :func:`main` on, KeyboardInterrupt is handled."""
+traceback: until the command starts (its modules load and the arguments are parsed), a handler
+installed first thing exits at once, as nothing is written yet; from then on, KeyboardInterrupt is
+handled. Not earlier: an import interrupted inside a C extension's own imports (numpy's of datetime)
+comes out as an ImportError, not a KeyboardInterrupt."""
 from __future__ import annotations
 
 import os
@@ -139,8 +141,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if signal.getsignal(signal.SIGINT) is _interrupted_while_loading:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, KeyboardInterrupt
     try:
         return _main(argv)
     except KeyboardInterrupt:
@@ -158,6 +158,8 @@ def _main(argv: list[str] | None) -> int:
         first = given.index(unknown[0]) if unknown[0] in given else len(given)
         owner = args.command_parser if first > given.index(args.command) else parser
         owner.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_loading:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, KeyboardInterrupt
     try:
         return int(args.handler(args) or 0)
     except LesionliteError as exc:  # every refusal, from any layer

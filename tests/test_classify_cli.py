@@ -522,3 +522,22 @@ def test_ctrl_c_at_any_moment_from_the_first_import_exits_130_without_a_tracebac
         from lesionlite.edge.io import OutputLock
 
         OutputLock(tmp_path / "rows.csv.lock").release()
+
+
+def test_ctrl_c_while_numpy_loads_its_c_extension_exits_130_without_a_traceback(tmp_path, lesion_images):
+    # Ctrl-C exactly where the emulated Trixie run once caught it: numpy's C extension importing datetime
+    # turns the KeyboardInterrupt into an ImportError. The signal is sent from an import hook at that moment.
+    hook = ("import os, signal, sys\n"
+            "class Interrupt:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'datetime' and 'numpy' in sys.modules:\n"
+            "            sys.meta_path.remove(self)\n"
+            "            os.kill(os.getpid(), signal.SIGINT)\n"
+            "sys.meta_path.insert(0, Interrupt())\n")
+    assert "datetime" not in subprocess.run([sys.executable, "-c", "import sys; print(*sys.modules)"],
+                                            capture_output=True, text=True).stdout.split()  # numpy is first to
+    start = hook + (f"sys.argv = ['lesionlite', 'classify', {str(lesion_images[0])!r}]\n"
+                    "import runpy; runpy.run_module('lesionlite.cli', run_name='__main__', alter_sys=True)")
+    proc = subprocess.run([sys.executable, "-c", start], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=scaled(120), preexec_fn=interruptible)
+    assert (proc.returncode, proc.stderr, proc.stdout) == (130, "interrupted\n", "")
