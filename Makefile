@@ -4,7 +4,7 @@
 # and more:
 #   make test-edge  the demo environment plus the edgetest extra; every test that needs only the [edge] extra
 #   make pi-check   the Pi's software stack: the edge tier (PI_TESTS) and classify in an arm64 Debian root
-#                   filesystem under QEMU (Bookworm; PI_SUITE=trixie), with numpy 2.x and numpy<2, and
+#                   filesystem under QEMU (Bookworm; PI_SUITE=trixie: numpy 2 only), with numpy 2.x and numpy<2, and
 #                   classify compared at full precision with this host's (.ci/pi-check; needs root)
 #   make test-ray   the tests of classify --engine ray;  make bench-scale: its figures against the local engine
 PYTHON ?= python3
