@@ -43,10 +43,13 @@ def _timed(fn, runs: int) -> list[float]:
     return out
 
 
+SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "lesions"
+"""The repository's 224 px sample JPEGs (absent from an installed wheel)."""
+
+
 def sample_image() -> Path | None:
     """The first shipped 224 px sample JPEG, when the repo's samples are there."""
-    samples = Path(__file__).resolve().parent.parent / "samples" / "lesions"
-    found = sorted(samples.glob("*.jpg")) if samples.is_dir() else []
+    found = sorted(SAMPLES.glob("*.jpg")) if SAMPLES.is_dir() else []
     return found[0] if found else None
 
 

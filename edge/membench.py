@@ -86,7 +86,6 @@ while True:  # a photo of noise as large as an upload may be (16 MB): what serve
 _REPORT_PEAK = r'''
 import atexit, os, resource, sys
 
-from lesionlite.edge.errors import CommandError
 def _report():
     try:
         status = open("/proc/self/status").read()
@@ -104,6 +103,7 @@ sys.exit(main(sys.argv[1:]))
 def make_images(folder: Path) -> dict[str, Path]:
     """The images of :data:`IMAGES` in ``folder``, made by a separate process (so this one stays small)."""
     from lesionlite.edge.bench import sample_image
+    from lesionlite.edge.errors import CommandError
 
     sample = sample_image()
     if sample is None:
@@ -112,7 +112,8 @@ def make_images(folder: Path) -> dict[str, Path]:
     return {name: folder / file for name, file in IMAGES.items()}
 
 
-def _status_kb(pid: int, field: str) -> int | None:
+def status_kb(pid: int, field: str) -> int | None:
+    """A kB field (VmHWM, VmRSS) of a process's /proc status, or None where there is none."""
     try:
         with open(f"/proc/{pid}/status") as fh:
             match = re.search(rf"^{field}:\s+(\d+) kB", fh.read(), re.M)
@@ -179,7 +180,7 @@ def serve_peak(path: Path, model_args: list[str], uploads: int = UPLOADS, rounds
             for t in threads:
                 t.join()
         time.sleep(0.5)
-        peak, held = _status_kb(proc.pid, "VmHWM"), _status_kb(proc.pid, "VmRSS")
+        peak, held = status_kb(proc.pid, "VmHWM"), status_kb(proc.pid, "VmRSS")
         return {"peak_mb": peak * 1024 / 1e6 if peak else None, "held_mb": held * 1024 / 1e6 if held else None,
                 "answers": sorted({f"{status} {what}" for status, what in answers})}
     finally:

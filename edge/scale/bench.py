@@ -21,7 +21,8 @@ import threading
 import time
 from pathlib import Path
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "lesions"
+from lesionlite.edge.bench import SAMPLES
+from lesionlite.edge.membench import status_kb
 
 
 def make_folder(folder: Path, n: int) -> Path:
@@ -34,12 +35,8 @@ def make_folder(folder: Path, n: int) -> Path:
 
 
 def peak_mib(pid: int) -> float | None:
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    m = re.search(r"^VmHWM:\s+(\d+) kB", text, re.M)
-    return int(m.group(1)) / 1024 if m else None
+    kb = status_kb(pid, "VmHWM")
+    return kb / 1024 if kb else None
 
 
 def actors_now() -> list[int]:
