@@ -288,8 +288,6 @@ def main(args) -> int:
     clf = Classifier(args.model, args.threads, args.runtime, args.labels_file)
     try:
         writer = RowWriter(Path(args.output), fmt, clf.bundle.codes, args.resume, paths) if args.output else None
-    except ResumeError as exc:
-        raise CommandError(f"{exc}") from None
     except OSError as exc:  # named as the user named it, not by its partial file's name
         raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     todo = writer.todo if writer else paths

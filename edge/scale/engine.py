@@ -34,15 +34,14 @@ from typing import Iterator, TextIO
 
 import numpy as np
 
-from lesionlite.edge.batch import (ResumeError, Row, RowWriter, columns, output_format, record, row_error,
+from lesionlite.edge.batch import (Row, RowWriter, columns, output_format, record, row_error,
                                    say_declined)
-from lesionlite.edge.bundle import Bundle, BundleError, load_bundle
+from lesionlite.edge.bundle import Bundle, load_bundle
 from lesionlite.edge.classifier import Classifier
 from lesionlite.edge.errors import CommandError, LesionliteError
 from lesionlite.edge.files import find_images
 from lesionlite.edge.preprocess import ImageError, InputSpec, model_pixels, open_file
-from lesionlite.edge.resume import row_fields
-from lesionlite.edge.runtime import RuntimeUnavailable
+from lesionlite.edge.resume import file_identity
 from lesionlite.edge.scope import OUT_OF_SCOPE
 
 PATHS_PER_BLOCK = 128
@@ -116,7 +115,7 @@ def decode(batch: dict, spec: InputSpec, cwd: str) -> dict:
         except (ImageError, OSError) as exc:
             errors.append(row_error(exc))
             st = None  # a failed row carries no identity, as the local engine's
-        ids.append(row_fields(os.fsdecode(raw), st)["file_id"])  # the identity --resume matches rows by
+        ids.append(file_identity(st) if st is not None else "")  # the identity --resume matches rows by
     return {"path": batch["path"], "image": images, "error": np.array(errors, dtype=object),
             "file_id": np.array(ids, dtype=object)}
 
@@ -401,8 +400,6 @@ def main(args) -> int:
             earlier = read_shards(runs, log) if args.resume else ()
             try:
                 writer = RowWriter(output, fmt, bundle.codes, args.resume, paths, earlier)
-            except ResumeError as exc:
-                raise CommandError(f"{exc}") from None
             except OSError as exc:
                 raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}") from None
             todo = writer.todo
