@@ -111,9 +111,9 @@ def check_out(out: Path) -> None:
             raise DataError(f"--out {out} holds {what}: name a new folder")
 
 
-def _load_split_arrays(run: Run, data: str | None, n_representative: int) -> dict:
+def _load_split_arrays(run: Run, data: str | list[str] | None, n_representative: int) -> dict:
     cfg = run.config
-    roots = data or data_roots(cfg["data"])
+    roots = data_roots(data or cfg["data"])
     index = index_dataset(roots, None if data else cfg.get("metadata"))
     parts = apply_split(index.records, read_split(run.split_file))
     missing = {k: n - len(parts[k]) for k, n in cfg.get("counts", {}).items() if k != "train" and n > len(parts[k])}
@@ -144,7 +144,7 @@ def convert_run(run_dir: str | Path, quantize: str, out: str | Path, data: str |
     if run.interrupted_after is not None:
         print(f"warning: {run_dir} was interrupted after {run.interrupted_after} epochs, "
               "before its schedule ended; the model card says so", file=sys.stderr)
-    arrays = _load_split_arrays(run, data and data_roots(data), n_representative)
+    arrays = _load_split_arrays(run, data, n_representative)
     if representative is None:
         representative = arrays["representative"]
     temperature = run.calibration["temperature"]

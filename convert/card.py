@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lesionlite.convert.data import data_roots
 from lesionlite.edge.bundle import trained_on
 from lesionlite.edge.labels import DISCLAIMER
 from lesionlite.edge.metrics import interval_note
@@ -46,7 +47,7 @@ def data_section(meta: dict, codes: list[str], stopped: str) -> str:
     """The card's account of the images: how many, from where, how they were split, and (for runs that
     recorded it) a table of the images per source, split and class, with what the model trained on."""
     tr = meta["training"]
-    folders = [Path(d).name for d in ([tr["data"]] if isinstance(tr["data"], str) else tr["data"])]
+    folders = [Path(d).name for d in data_roots(tr["data"])]
     where = f"the folder `{folders[0]}`" if len(folders) == 1 else "the folders " + ", ".join(f"`{f}`" for f in folders)
     extra = tr.get("extra_train") or []
     extra_names = ", ".join(f"`{Path(d).name}`" for d in extra)

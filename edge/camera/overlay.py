@@ -150,7 +150,7 @@ def render(size: tuple[int, int], p: Panel) -> Image.Image:
     detail = _wrap(d, p.detail, small, w - 2 * pad)
     top_h = pad + len(headline) * line[big] + pad + line[body] + pad // 2 + len(detail) * line[small] + pad
     d.rectangle((0, 0, w, top_h), fill=BAND)
-    d.text((w - pad - status_w, pad), _fit(d, p.status, small, status_w), font=small, fill=WHITE)
+    d.text((w - pad - status_w, pad), p.status, font=small, fill=WHITE)
     headline_colour = p.colour if p.chip in ("RETAKE", "OUT OF SCOPE") else WHITE
     for i, text in enumerate(headline):
         d.text((pad, pad + i * line[big]), text, font=big, fill=headline_colour)
