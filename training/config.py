@@ -184,6 +184,13 @@ RECIPE_DEFAULTS = {f.name: default(f) for f in fields(TrainConfig) if f.name in 
 """What a run that predates a recipe field did, for comparing it with a refit."""
 
 
+def recipe_differences(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
+    """``(flag, a's value, b's value)`` for each recipe field two run configs disagree on; a field an
+    older run's config lacks counts as its default (:data:`RECIPE_DEFAULTS`)."""
+    return [(flag(k), a.get(k, RECIPE_DEFAULTS[k]), b.get(k, RECIPE_DEFAULTS[k])) for k in RECIPE
+            if a.get(k, RECIPE_DEFAULTS[k]) != b.get(k, RECIPE_DEFAULTS[k])]
+
+
 def add_options(p: argparse.ArgumentParser) -> None:
     """One option per field: the field's default, its metadata, and a type taken from the default
     (a bool is a switch) unless the metadata names one."""

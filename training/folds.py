@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lesionlite.convert.data import DataError
 from lesionlite.convert.run import Run
-from lesionlite.training.config import RECIPE, RECIPE_DEFAULTS, flag
+from lesionlite.training.config import recipe_differences
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,8 +44,7 @@ def report(paths: list[str]) -> str:
             raise DataError(f"{run.path} did not finish its schedule: resume it first (train --resume)")
     first = runs[0].config
     for run in runs[1:]:
-        differ = [f"{flag(k)} {first.get(k, RECIPE_DEFAULTS[k])} ({run.path}: {run.config.get(k, RECIPE_DEFAULTS[k])})"
-                  for k in RECIPE if first.get(k, RECIPE_DEFAULTS[k]) != run.config.get(k, RECIPE_DEFAULTS[k])]
+        differ = [f"{f} {a} ({run.path}: {b})" for f, a, b in recipe_differences(first, run.config)]
         if differ:
             raise DataError(f"{runs[0].path} and {run.path} are runs of other recipes: " + ", ".join(differ))
     ks = {run.config["fold"].split("/")[1] for run in runs}

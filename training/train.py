@@ -26,7 +26,7 @@ from lesionlite.edge.metrics import balanced_accuracy, softmax
 from lesionlite.training import losses, models, pipeline, qat
 from lesionlite.training.checkpoint import Checkpointer, load, restore
 from lesionlite.training.calibrate import decision_thresholds, fit_temperature
-from lesionlite.training.config import RECIPE, RECIPE_DEFAULTS, TrainConfig, flag
+from lesionlite.training.config import TrainConfig, recipe_differences
 from lesionlite.training.report import write_report
 from lesionlite.training.splits import cover, fold, make_split, write_split
 
@@ -130,8 +130,7 @@ def _refit_source(cfg: TrainConfig, size: tuple[int, int]) -> tuple[Path, dict, 
         raise DataError(f"--refit {source.path} was interrupted, so validation never saw its schedule to the end: "
                         "refit a run that finished")
     ours = {**asdict(cfg), "input_size": list(size)}
-    differ = [f"{flag(k)} {theirs.get(k, RECIPE_DEFAULTS[k])} (this run {ours[k]})"
-              for k in RECIPE if theirs.get(k, RECIPE_DEFAULTS[k]) != ours[k]]
+    differ = [f"{f} {t} (this run {o})" for f, t, o in recipe_differences(theirs, ours)]
     if differ:
         raise DataError(f"--refit {source.path} used another recipe: " + ", ".join(differ))
     if cfg.split and sha256_file(Path(cfg.split)) != sha256_file(source.split_file):
