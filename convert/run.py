@@ -9,6 +9,8 @@ from pathlib import Path
 from lesionlite.convert.data import DataError
 
 CONFIG, CALIBRATION, MODEL, SPLIT = "config.json", "calibration.json", "model.keras", "split.csv"
+HISTORY = "history.csv"
+"""One row per epoch of the whole run, with its validation scores (``lesionlite folds`` reads them)."""
 CHECKPOINT = "checkpoint.npz"
 """The state at the end of a run's last whole epoch, which ``train --resume`` continues from."""
 FINISHED = (CONFIG, CALIBRATION, MODEL, SPLIT)

@@ -7,10 +7,9 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-from pathlib import Path
 
 from lesionlite.convert.data import DataError
-from lesionlite.convert.run import Run
+from lesionlite.convert.run import HISTORY, Run
 from lesionlite.training.config import recipe_differences
 
 
@@ -21,10 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def kept_score(run: Run) -> tuple[float, int]:
     """The validation balanced accuracy of the model the run kept, and its epoch (from 1): the best
     epoch of its last scored phase (quantization-aware epochs are scored afresh with int8 rounding)."""
-    path = run.path / "history.csv"
+    path = run.path / HISTORY
     if not path.is_file():
-        raise DataError(f"{run.path}: no history.csv")
-    rows = list(csv.DictReader(open(path)))
+        raise DataError(f"{run.path}: no {HISTORY}")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
     scores = [(float(r["val_balanced_accuracy"]), int(r["epoch"]) + 1) for r in rows if r.get("val_balanced_accuracy")]
     qat = run.config.get("qat_epochs", 0)
     if qat and len(scores) > qat:
@@ -53,7 +53,8 @@ def report(paths: list[str]) -> str:
     lines = [f"{'fold':>5}  {'val images':>10}  {'val lesions':>11}  {'val balanced accuracy':>21}  run"]
     scores = []
     for run in sorted(runs, key=lambda r: int(r.config["fold"].split("/")[0])):
-        rows = [r for r in csv.DictReader(open(run.split_file)) if r["split"] == "val"]
+        with open(run.split_file, newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if r["split"] == "val"]
         score, epoch = kept_score(run)
         scores.append(score)
         lines.append(f"{run.config['fold']:>5}  {len(rows):>10}  {len({r['lesion_id'] for r in rows}):>11}  "

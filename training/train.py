@@ -16,7 +16,7 @@ import numpy as np
 
 from lesionlite.convert.data import (DataError, Record, apply_split, index_dataset, index_extra, load_arrays,
                                      read_split)
-from lesionlite.convert.run import CALIBRATION, CHECKPOINT, CONFIG, MODEL, SPLIT, Run
+from lesionlite.convert.run import CALIBRATION, CHECKPOINT, CONFIG, HISTORY, MODEL, SPLIT, Run
 from lesionlite.convert.tflite import representative_indices
 from lesionlite.edge.bundle import sha256_file
 from lesionlite.edge.errors import CommandError
@@ -29,8 +29,6 @@ from lesionlite.training.calibrate import decision_thresholds, fit_temperature
 from lesionlite.training.config import TrainConfig, recipe_differences
 from lesionlite.training.report import write_report
 from lesionlite.training.splits import cover, fold, make_split, write_split
-
-HISTORY = "history.csv"
 
 
 class BestBalancedAccuracy(keras.callbacks.Callback):
