@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
-from lesionlite.convert.data import index_dataset
+from lesionlite.convert.data import find_metadata, index_dataset
 from lesionlite.edge.degrade import DEGRADATIONS
 from lesionlite.edge.files import images_by_stem
 from lesionlite.edge.preprocess import load_image, to_rgb
@@ -56,8 +56,11 @@ def ham_items(roots: list[Path], metadata: Path | None, split: dict[str, str]) -
     """HAM10000 images under ``roots`` (the download's layout; the metadata CSV, unless given, in the
     first), grouped by lesion, leaving out every lesion that ``split`` (lesion -> split of the bundle's
     split.csv) puts in test."""
-    return [Item("ham10000", r.lesion_id, True, _file(r.path), r.dx) for r in index_dataset(roots, metadata).records
-            if split.get(r.lesion_id) != "test"]
+    # root by root, in each root's metadata order: the order the shipped gate was fitted in (the
+    # degraded copies are drawn by position, so another order gives another gate)
+    metadata = metadata or find_metadata(roots[0])
+    return [Item("ham10000", r.lesion_id, True, _file(r.path), r.dx) for root in roots
+            for r in index_dataset(root, metadata).records if split.get(r.lesion_id) != "test"]
 
 
 def folder_items(folder: Path, source: str, positive: bool) -> list[Item]:
